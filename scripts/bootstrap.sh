@@ -52,8 +52,8 @@ ensure_venv() {
     "$python" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
   fi
-  hash="$(cat "$ROOT"/requirements*.txt | sha256sum | cut -c1-16)-$(basename "$requirements")"
-  stamp="$VENV/.installed-requirements"
+  hash="$(cat "$ROOT"/requirements*.txt | sha256sum | cut -c1-16)"
+  stamp="$VENV/.installed-$(basename "$requirements" .txt)"
   if [ "$(cat "$stamp" 2>/dev/null || true)" != "$hash" ]; then
     step "installing Python dependencies from $(basename "$requirements") (first run takes a minute)"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" >&2 \

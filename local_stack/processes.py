@@ -1,0 +1,71 @@
+"""Child processes whose output is prefixed with their name and kept in a log file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO
+
+
+class ChildProcess:
+    """One service started with ``python -m <module>``; ``start`` again after ``kill`` restarts it."""
+
+    def __init__(self, name: str, args: list[str], *, env: dict[str, str], cwd: Path, log_dir: Path,
+                 echo: IO[str] | None) -> None:
+        self.name = name
+        self.args = args
+        self.env = env
+        self.cwd = cwd
+        self.log_path = log_dir / f"{name}.log"
+        self.echo = echo
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, *self.args], cwd=self.cwd, env=self.env, text=True, bufsize=1,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches the stack only; it stops children in order
+        )
+        threading.Thread(target=self._pump, args=(self.process,), daemon=True, name=f"log-{self.name}").start()
+
+    def _pump(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        with self.log_path.open("a", encoding="utf-8") as log:
+            for line in process.stdout:
+                log.write(line)
+                log.flush()
+                if self.echo is not None:
+                    self.echo.write(f"{self.name:>10} | {line}")
+                    self.echo.flush()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to finish anything, as when a node dies."""
+        if self.running:
+            assert self.process is not None
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL if it has not finished within ``timeout`` seconds."""
+        if not self.running:
+            return
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "".join(self.log_path.read_text(encoding="utf-8").splitlines(keepends=True)[-lines:])
+        except FileNotFoundError:
+            return ""

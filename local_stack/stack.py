@@ -1,0 +1,217 @@
+"""Starts and stops the whole system as real processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from local_stack.processes import ChildProcess
+from testing_support.ports import free_port, wait_for_port
+from testing_support.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_NOTIFY_SECRET = "local-development-only-notify-secret"
+DEV_INTERNAL_SECRET = "local-development-only-internal-secret"
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    host: int = 7071
+    websocket: tuple[int, ...] = (8080,)
+    broker: int = 5682
+    broker_http: int = 5683
+    redis: int = 6380
+
+    @classmethod
+    def free(cls, websocket_instances: int = 1) -> StackPorts:
+        return cls(host=free_port(), websocket=tuple(free_port() for _ in range(websocket_instances)),
+                   broker=free_port(), broker_http=free_port(), redis=free_port())
+
+
+@dataclass
+class EmbeddedRedis:
+    """fakeredis's Redis-compatible TCP server in a thread, for machines without redis-server."""
+
+    port: int
+    _server: object = field(default=None, repr=False)
+
+    def start(self) -> None:
+        from fakeredis import TcpFakeServer
+
+        server = TcpFakeServer(("127.0.0.1", self.port))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True, name="embedded-redis").start()
+        self._server = server
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class LocalStack:
+    """Broker, Redis, SQLite, local Functions host and WebSocket service(s) on the given ports.
+
+    ``environ`` values win over the stack's defaults, so any setting can point at Azure instead.
+    """
+
+    def __init__(self, data_dir: Path, ports: StackPorts | None = None, *, environ: Mapping[str, str] | None = None,
+                 echo: IO[str] | None = None, prefer_real_redis: bool = True) -> None:
+        self.data_dir = data_dir
+        self.ports = ports or StackPorts()
+        self.echo = echo
+        self.log_dir = data_dir / "logs"
+        self._overrides = dict(environ or {})
+        self._prefer_real_redis = prefer_real_redis
+        self.redis: RedisServer | EmbeddedRedis | None = None
+        self.redis_kind = ""
+        self.broker: ChildProcess | None = None
+        self.host: ChildProcess | None = None
+        self.websockets: list[ChildProcess] = []
+        self.env: dict[str, str] = {}
+
+    # URLs a user or a test needs
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.host}/api"
+
+    @property
+    def page_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.websocket[0]}/"
+
+    def ws_url(self, instance: int = 0) -> str:
+        return f"ws://127.0.0.1:{self.ports.websocket[instance]}/ws"
+
+    @property
+    def broker_status_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.broker_http}/queues"
+
+    @property
+    def connection_string(self) -> str:
+        return self.env["ServiceBusConnection"]
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
+        self._start_redis()
+        self._start_broker()
+        self.env = self._environment()
+        self._migrate_and_seed()
+        self.host = self._child("host", ["-m", "local_functions_host", "--script-root", str(ROOT),
+                                         "--port", str(self.ports.host)])
+        self.start_host()
+        for index, port in enumerate(self.ports.websocket):
+            ws = self._child(f"ws-{index}", ["-m", "websocket_service"], self._websocket_env(index, port))
+            self.websockets.append(ws)
+            self.start_websocket(index)
+
+    def stop(self) -> None:
+        for child in [*self.websockets, self.host, self.broker]:
+            if child is not None:
+                child.stop()
+        if self.redis is not None:
+            self.redis.stop()
+
+    def start_host(self) -> None:
+        assert self.host is not None
+        self.host.start()
+        self._wait(self.host, self.ports.host)
+
+    def start_websocket(self, index: int) -> None:
+        self.websockets[index].start()
+        self._wait(self.websockets[index], self.ports.websocket[index])
+
+    def start_broker(self) -> None:
+        assert self.broker is not None
+        self.broker.start()
+        self._wait(self.broker, self.ports.broker)
+
+    def _wait(self, child: ChildProcess, port: int, timeout: float = 30.0) -> None:
+        try:
+            wait_for_port(port, timeout=timeout)
+        except TimeoutError:
+            raise RuntimeError(
+                f"{child.name} did not start listening on port {port} within {timeout:.0f}s; "
+                f"its log ({child.log_path}) ends with:\n{child.tail()}") from None
+        if not child.running:
+            raise RuntimeError(f"{child.name} exited at start; its log ({child.log_path}) ends with:\n{child.tail()}")
+
+    def _start_redis(self) -> None:
+        if self._overrides.get("REDIS_URL"):
+            self.redis_kind = "external"
+            return
+        if self._prefer_real_redis and shutil.which("redis-server"):
+            workdir = self.data_dir / "redis"
+            workdir.mkdir(exist_ok=True)
+            self.redis = RedisServer(port=self.ports.redis, workdir=workdir)
+            self.redis_kind = "redis-server"
+        else:
+            self.redis = EmbeddedRedis(port=self.ports.redis)
+            self.redis_kind = "embedded (fakeredis)"
+        self.redis.start()
+
+    def _start_broker(self) -> None:
+        if self._overrides.get("ServiceBusConnection") or self._overrides.get(
+                "ServiceBusConnection__fullyQualifiedNamespace"):
+            return
+        self.broker = self._child("broker", [
+            "-m", "localbus", "--port", str(self.ports.broker), "--http-port", str(self.ports.broker_http),
+            "--data-dir", str(self.data_dir / "broker")], dict(os.environ))
+        self.start_broker()
+
+    def _environment(self) -> dict[str, str]:
+        from localbus.testing import connection_string_for
+
+        defaults = {
+            "FUNCTIONS_WORKER_RUNTIME": "python",
+            "PYTHON_SCRIPT_FILE_NAME": "functions_entry.py",
+            "ORDERS_QUEUE": "orders",
+            "ORDER_STATUS_QUEUE": "order-status",
+            "SQL_URL": f"sqlite:///{self.data_dir / 'orders.db'}",
+            "REDIS_URL": f"redis://127.0.0.1:{self.ports.redis}/0",
+            "NOTIFY_TOKEN_SECRET": DEV_NOTIFY_SECRET,
+            "NOTIFY_PUBLIC_URL": self.ws_url(0),
+            "WS_INTERNAL_SECRET": DEV_INTERNAL_SECRET,
+            "STATUS_API_URL": self.api_url,
+        }
+        if self.broker is not None:
+            defaults["ServiceBusConnection"] = connection_string_for(self.ports.broker)
+        env = {**os.environ, **defaults, **self._overrides}
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _websocket_env(self, index: int, port: int) -> dict[str, str]:
+        return {**self.env, "WS_HOST": "127.0.0.1", "WS_PORT": str(port), "WS_INSTANCE_ID": f"ws-{index}",
+                "WS_INTERNAL_URL": f"http://127.0.0.1:{port}"}
+
+    def _migrate_and_seed(self) -> None:
+        for command in ("migrate", "seed"):
+            result = subprocess.run(
+                [sys.executable, "-m", "orders.adapters.sql", command, "--url", self.env["SQL_URL"]],
+                cwd=ROOT, env=self.env, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"database {command} failed:\n{result.stdout}{result.stderr}")
+
+    def _child(self, name: str, args: list[str], env: dict[str, str] | None = None) -> ChildProcess:
+        return ChildProcess(name, args, env=env if env is not None else self.env, cwd=ROOT, log_dir=self.log_dir,
+                            echo=self.echo)
+
+
+@contextlib.contextmanager
+def running_stack(data_dir: Path, ports: StackPorts | None = None, **options: object) -> Iterator[LocalStack]:
+    stack = LocalStack(data_dir, ports, **options)  # type: ignore[arg-type]
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
