@@ -1,0 +1,58 @@
+"""``python -m websocket_service``: run one instance on uvicorn with the settings from the environment."""
+
+from __future__ import annotations
+
+import resource
+
+import uvicorn
+
+from websocket_service.app import build_app
+from websocket_service.bootstrap import Services, bootstrap
+from websocket_service.logs import configure_logging
+from websocket_service.settings import WebSocketSettings
+
+
+def raise_file_limit() -> int:
+    """Lift the soft limit on open files to the hard one: every socket is a file."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def uvicorn_config(services: Services) -> uvicorn.Config:
+    settings = services.settings
+    return uvicorn.Config(
+        build_app(services),
+        host=settings.host,
+        port=settings.port,
+        # The sans-I/O implementation of the websockets library; permessage-deflate off, because it triples
+        # the memory held per socket for frames of a few hundred bytes.
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        ws_ping_interval=settings.heartbeat_seconds,
+        ws_ping_timeout=settings.heartbeat_seconds,
+        ws_max_size=64 * 1024,
+        http="httptools",
+        loop="uvloop",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        backlog=4096,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def serve(services: Services) -> None:
+    raise_file_limit()
+    uvicorn.Server(uvicorn_config(services)).run()
+
+
+def main() -> None:
+    settings = WebSocketSettings()
+    configure_logging(settings.log_level, settings.instance_id)
+    serve(bootstrap(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Composition root: the only place settings are read and adapters are chosen."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import httpx
+
+from websocket_service.forwarder import HttpEventForwarder
+from websocket_service.notifier import StatusNotifier
+from websocket_service.ports import CorrelationRegistry, EventForwarder, StatusConsumer, StatusReader
+from websocket_service.redis_registry import RedisCorrelationRegistry
+from websocket_service.settings import WebSocketSettings
+from websocket_service.status_api import StatusApiClient
+
+log = logging.getLogger("websocket_service.bootstrap")
+
+
+@dataclass
+class Services:
+    """The wired service; ``start``/``stop`` run its background loops (consumer, registry refresh)."""
+
+    settings: WebSocketSettings
+    notifier: StatusNotifier
+    registry: CorrelationRegistry
+    status_reader: StatusReader
+    forwarder: EventForwarder
+    consumer: StatusConsumer | None
+    api_client: httpx.AsyncClient | None
+    shutting_down: bool = False
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def notify_secret(self) -> bytes:
+        return self.settings.notify_token_secret.get_secret_value().encode()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.consumer is not None:
+            self._tasks.append(loop.create_task(self.consumer.run(self.notifier.handle_queue_events)))
+        else:
+            log.warning("no ServiceBusConnection configured: status events are not consumed by this instance")
+        self._tasks.append(loop.create_task(self._refresh_registrations()))
+        log.info("started", extra={"instanceId": self.settings.instance_id,
+                                    "internalUrl": self.settings.advertised_internal_url})
+
+    async def _refresh_registrations(self) -> None:
+        interval = self.settings.registry_ttl_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            await self.notifier.refresh_registrations()
+
+    async def stop(self) -> None:
+        self.shutting_down = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.notifier.deregister_all()
+        for closable in (self.registry, self.status_reader, self.forwarder):
+            with contextlib.suppress(Exception):
+                await closable.aclose()
+        if self.api_client is not None:
+            await self.api_client.aclose()
+        log.info("stopped", extra={"instanceId": self.settings.instance_id})
+
+
+def bootstrap(
+    settings: WebSocketSettings | None = None,
+    *,
+    registry: CorrelationRegistry | None = None,
+    status_reader: StatusReader | None = None,
+    forwarder: EventForwarder | None = None,
+    consumer: StatusConsumer | None = None,
+) -> Services:
+    """Wire the service from ``settings`` (the environment when None); any port may be overridden."""
+    settings = settings or WebSocketSettings()
+    if registry is None:
+        credentials = None
+        if settings.redis_entra_auth:
+            from websocket_service.redis_entra import EntraIdRedisCredentials
+
+            credentials = EntraIdRedisCredentials()
+        registry = RedisCorrelationRegistry.from_url(
+            settings.redis_url, credential_provider=credentials, instance_id=settings.instance_id,
+            internal_url=settings.advertised_internal_url, ttl_seconds=settings.registry_ttl_seconds,
+            prefix=settings.registry_prefix)
+    status_reader = status_reader or StatusApiClient.create(settings.status_api_url,
+                                                            settings.status_api_timeout_seconds)
+    forwarder = forwarder or HttpEventForwarder.create(settings.internal_secret.get_secret_value(),
+                                                       settings.forward_timeout_seconds)
+    if consumer is None and settings.servicebus_configured:
+        from websocket_service.servicebus_consumer import ServiceBusStatusConsumer
+
+        connection = settings.servicebus_connection.get_secret_value() if settings.servicebus_connection else None
+        consumer = ServiceBusStatusConsumer.from_settings(connection, settings.servicebus_namespace,
+                                                          settings.order_status_queue)
+    api_client = None
+    if settings.proxy_api:
+        api_client = httpx.AsyncClient(base_url=settings.status_api_url.rstrip("/") + "/", timeout=10.0)
+    notifier = StatusNotifier(instance_id=settings.instance_id, registry=registry, status_reader=status_reader,
+                              forwarder=forwarder)
+    return Services(settings=settings, notifier=notifier, registry=registry, status_reader=status_reader,
+                    forwarder=forwarder, consumer=consumer, api_client=api_client)

@@ -1,0 +1,171 @@
+"""The service layer: who on this instance follows which order, and how events reach them.
+
+It knows nothing of Starlette, Redis or Service Bus: it talks to sockets through ``Subscriber`` and to the
+outside through the ports, so the unit tests drive it with fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from websocket_service.core import (
+    Disposition,
+    SocketSubscriptions,
+    StatusEvent,
+    disposition_after_registry_failure,
+    forward_targets,
+)
+from websocket_service.ports import (
+    CorrelationRegistry,
+    EventForwarder,
+    RegistryUnavailable,
+    StatusReader,
+    StatusUnavailable,
+    unique,
+)
+
+log = logging.getLogger("websocket_service.notifier")
+
+
+class Subscriber(Protocol):
+    """One socket as the service layer sees it."""
+
+    subscriptions: SocketSubscriptions
+
+    def deliver(self, event: StatusEvent) -> None:
+        """Queue the event for the socket if its subscriptions admit it; never blocks."""
+        ...
+
+
+class StatusNotifier:
+    """Routes status events to the sockets that follow them, here or on another instance."""
+
+    def __init__(
+        self,
+        *,
+        instance_id: str,
+        registry: CorrelationRegistry,
+        status_reader: StatusReader,
+        forwarder: EventForwarder,
+        max_queue_attempts: int = 5,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.instance_id = instance_id
+        self._registry = registry
+        self._reader = status_reader
+        self._forwarder = forwarder
+        self._max_attempts = max_queue_attempts
+        self._clock = clock
+        self._local: dict[str, set[Subscriber]] = {}
+        self._background: set[asyncio.Task[object]] = set()
+
+    @property
+    def followed(self) -> list[str]:
+        """Ids with at least one subscriber on this instance."""
+        return list(self._local)
+
+    def subscriber_count(self, correlation_id: str) -> int:
+        return len(self._local.get(correlation_id, ()))
+
+    async def subscribe(self, subscriber: Subscriber, correlation_id: str) -> None:
+        """Follow an order, then send its current status.
+
+        Registration comes first: an event published after the status read is then routed here, and one
+        published before it is already visible in the status read, so nothing falls in between.
+        """
+        if not subscriber.subscriptions.add(correlation_id):
+            return
+        holders = self._local.setdefault(correlation_id, set())
+        holders.add(subscriber)
+        if len(holders) == 1:
+            await self._registry.register([correlation_id])
+        try:
+            current = await self._reader.current(correlation_id)
+        except StatusUnavailable as exc:
+            log.warning("current status could not be read; waiting for events",
+                        extra={"correlationId": correlation_id, "error": str(exc)})
+            return
+        if current is not None and correlation_id in subscriber.subscriptions:
+            self._deliver_to(subscriber, current)
+
+    async def unsubscribe(self, subscriber: Subscriber, correlation_id: str) -> None:
+        subscriber.subscriptions.remove(correlation_id)
+        if self._forget(subscriber, correlation_id):
+            await self._registry.deregister([correlation_id])
+
+    async def disconnect(self, subscriber: Subscriber) -> None:
+        """The socket is gone: forget it and deregister the orders nobody here follows any more."""
+        ids = subscriber.subscriptions.ids
+        for correlation_id in ids:
+            subscriber.subscriptions.remove(correlation_id)
+        orphaned = [cid for cid in ids if self._forget(subscriber, cid)]
+        if orphaned:
+            await self._registry.deregister(orphaned)
+
+    def deliver_local(self, events: Sequence[StatusEvent]) -> int:
+        """Push events to this instance's subscribers; returns how many sockets were offered one."""
+        offered = 0
+        for event in events:
+            holders = self._local.get(event.correlation_id)
+            if not holders:
+                continue
+            for subscriber in list(holders):
+                offered += 1
+                self._deliver_to(subscriber, event)
+        return offered
+
+    async def handle_queue_events(self, received: Sequence[tuple[StatusEvent, int]]) -> list[str]:
+        """Route events taken from the status queue; returns a disposition per event."""
+        events = [event for event, _ in received]
+        local = [bool(self._local.get(e.correlation_id)) for e in events]
+        self.deliver_local(events)
+        try:
+            entries = await self._registry.lookup(unique(e.correlation_id for e in events))
+        except RegistryUnavailable:
+            return [disposition_after_registry_failure(here, count, self._max_attempts)
+                    for here, (_, count) in zip(local, received, strict=True)]
+        now = self._clock()
+        by_url: dict[str, list[StatusEvent]] = {}
+        for event in events:
+            for target in forward_targets(entries.get(event.correlation_id, ()), self.instance_id, now):
+                by_url.setdefault(target.internal_url, []).append(event)
+        if by_url:
+            await asyncio.gather(*(self._forwarder.forward(url, batch) for url, batch in by_url.items()))
+        return [Disposition.COMPLETE] * len(events)
+
+    async def refresh_registrations(self) -> bool:
+        """Re-register every followed order (keeps TTLs alive and restores entries after a Redis restart)."""
+        ids = self.followed
+        return await self._registry.register(ids) if ids else True
+
+    async def deregister_all(self) -> None:
+        await self.wait_background()
+        ids = self.followed
+        if ids:
+            await self._registry.deregister(ids)
+
+    async def wait_background(self) -> None:
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    def _deliver_to(self, subscriber: Subscriber, event: StatusEvent) -> None:
+        subscriber.deliver(event)
+        if event.correlation_id not in subscriber.subscriptions and self._forget(subscriber, event.correlation_id):
+            task = asyncio.get_running_loop().create_task(self._registry.deregister([event.correlation_id]))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def _forget(self, subscriber: Subscriber, correlation_id: str) -> bool:
+        """Drop one holder; True when this instance no longer follows the order at all."""
+        holders = self._local.get(correlation_id)
+        if holders is None:
+            return False
+        holders.discard(subscriber)
+        if holders:
+            return False
+        del self._local[correlation_id]
+        return True

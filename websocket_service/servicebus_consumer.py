@@ -1,0 +1,105 @@
+"""``ServiceBusStatusConsumer``: competing consumer of the ``order-status`` queue (azure.servicebus.aio).
+
+Every instance receives from the same queue, so each event is taken by one of them and routed from there.
+A message is completed only after it was routed; the broker keeps it while no instance runs, and a
+failure of the connection is retried with growing pauses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from websocket_service.core import Disposition, InvalidEvent, StatusEvent
+from websocket_service.ports import EventBatchHandler
+
+log = logging.getLogger("websocket_service.servicebus")
+
+
+class ServiceBusStatusConsumer:
+    def __init__(
+        self,
+        client_factory: Callable[[], Any],
+        queue_name: str,
+        *,
+        batch_size: int = 100,
+        max_wait_seconds: float = 1.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self._client_factory = client_factory
+        self._queue = queue_name
+        self._batch_size = batch_size
+        self._max_wait = max_wait_seconds
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._connected = False
+
+    @classmethod
+    def from_settings(cls, connection_string: str | None, namespace: str | None, queue_name: str) -> ServiceBusStatusConsumer:
+        """Connection string when given, else the namespace with ``DefaultAzureCredential`` (workload identity)."""
+        from azure.servicebus.aio import ServiceBusClient
+
+        if connection_string:
+            def factory() -> Any:
+                return ServiceBusClient.from_connection_string(connection_string)
+        elif namespace:
+            def factory() -> Any:
+                from azure.identity.aio import DefaultAzureCredential
+
+                return ServiceBusClient(namespace, credential=DefaultAzureCredential())
+        else:
+            raise ValueError("set ServiceBusConnection or ServiceBusConnection__fullyQualifiedNamespace")
+        return cls(factory, queue_name)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def run(self, handle: EventBatchHandler) -> None:
+        delay = self._backoff_initial
+        while True:
+            try:
+                async with self._client_factory() as client:
+                    receiver = client.get_queue_receiver(self._queue, prefetch_count=self._batch_size)
+                    async with receiver:
+                        if not self._connected:
+                            log.info("receiving status events", extra={"queue": self._queue})
+                        self._connected = True
+                        delay = self._backoff_initial
+                        await self._receive(receiver, handle)
+            except asyncio.CancelledError:
+                self._connected = False
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure of the link means reconnect
+                if self._connected:
+                    log.error("status queue connection lost; reconnecting", extra={"error": repr(exc)})
+                else:
+                    log.warning("status queue unreachable; retrying", extra={"error": repr(exc), "retryIn": delay})
+                self._connected = False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._backoff_max)
+
+    async def _receive(self, receiver: Any, handle: EventBatchHandler) -> None:
+        while True:
+            messages = await receiver.receive_messages(max_message_count=self._batch_size,
+                                                       max_wait_time=self._max_wait)
+            routable: list[tuple[Any, StatusEvent]] = []
+            for message in messages:
+                try:
+                    routable.append((message, StatusEvent.from_json(b"".join(message.body))))
+                except (InvalidEvent, TypeError) as exc:
+                    log.error("status event dead-lettered: it does not match the contract",
+                              extra={"messageId": message.message_id, "error": str(exc)})
+                    await receiver.dead_letter_message(message, reason="InvalidStatusEvent",
+                                                       error_description=str(exc)[:1000])
+            if not routable:
+                continue
+            dispositions = await handle([(event, message.delivery_count or 0) for message, event in routable])
+            for (message, _), disposition in zip(routable, dispositions, strict=True):
+                if disposition == Disposition.COMPLETE:
+                    await receiver.complete_message(message)
+                else:
+                    await receiver.abandon_message(message)
