@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from datetime import datetime
 
 from redis.asyncio import Redis
+
+from orders.domain.model import AcceptedRecord, iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -20,26 +22,25 @@ KEY_PREFIX = "orders:accepted:"
 
 
 class RedisCorrelationRegistry:
-    """Maps a CorrelationId to its ``Accepted`` record for ``ttl_seconds``."""
+    """Implements ``CorrelationRegistry``: a CorrelationId's ``Accepted`` record, kept for a TTL."""
 
-    def __init__(self, redis: Redis, *, ttl_seconds: int, retry_after_failure_seconds: float = 5.0) -> None:
+    def __init__(self, redis: Redis, *, retry_after_failure_seconds: float = 5.0) -> None:
         self._redis = redis
-        self._ttl = ttl_seconds
         self._retry_after_failure = retry_after_failure_seconds
         self._skip_until = 0.0
 
-    async def record_accepted(self, correlation_id: str, record: dict[str, Any]) -> bool:
-        """Store the record; return False (after logging) when Redis could not take it."""
+    async def record_accepted(self, record: AcceptedRecord, ttl_seconds: int) -> None:
+        """Store the record; when Redis does not answer, log it and carry on (the order is still accepted)."""
         if time.monotonic() < self._skip_until:
-            return False
+            return
+        payload = json.dumps({"correlationId": record.correlation_id, "customerId": record.customer_id,
+                              "currency": record.currency, "acceptedAt": iso_utc(record.accepted_at)})
         try:
-            await self._redis.set(KEY_PREFIX + correlation_id, json.dumps(record), ex=self._ttl)
+            await self._redis.set(KEY_PREFIX + record.correlation_id, payload, ex=ttl_seconds)
         except Exception as error:
-            self._trip(error, correlation_id)
-            return False
-        return True
+            self._trip(error, record.correlation_id)
 
-    async def find_accepted(self, correlation_id: str) -> dict[str, Any] | None:
+    async def get_accepted(self, correlation_id: str) -> AcceptedRecord | None:
         """The record, or None when there is none or Redis does not answer."""
         if time.monotonic() < self._skip_until:
             return None
@@ -48,10 +49,15 @@ class RedisCorrelationRegistry:
         except Exception as error:
             self._trip(error, correlation_id)
             return None
-        return None if raw is None else json.loads(raw)
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return AcceptedRecord(correlation_id=data["correlationId"], customer_id=data["customerId"],
+                              currency=data["currency"],
+                              accepted_at=datetime.fromisoformat(data["acceptedAt"].replace("Z", "+00:00")))
 
     async def ping(self) -> None:
-        """Raise unless Redis answers (health checks bypass the circuit breaker)."""
+        """Raise unless Redis answers (health checks go past the circuit breaker)."""
         await self._redis.ping()
         self._skip_until = 0.0
 

@@ -1,0 +1,94 @@
+"""The core's publisher ports on top of ``ServiceBusPublisher``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from azure.servicebus.aio import ServiceBusClient
+
+from orders.adapters.servicebus_publisher import Envelope, PublishFailed, ServiceBusPublisher
+from orders.domain.errors import TransientError
+from orders.domain.events import OrderStatusChanged
+from orders.domain.model import OrderMessage
+
+
+def _json(payload: dict[str, object]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+class ServiceBusOrderPublisher:
+    """Implements ``OrderMessagePublisher``: accepted orders to the ``orders`` queue, batched under load."""
+
+    def __init__(self, publisher: ServiceBusPublisher) -> None:
+        self._publisher = publisher
+
+    async def publish(self, message: OrderMessage) -> None:
+        envelope = Envelope(
+            body=_json(message.to_json_dict()), message_id=message.message_id,
+            correlation_id=message.correlation_id, session_id=message.session_id,
+            application_properties=message.application_properties,
+        )
+        try:
+            await self._publisher.publish(envelope)
+        except PublishFailed as error:
+            raise TransientError(str(error)) from error
+
+    async def check(self) -> None:
+        try:
+            await self._publisher.check()
+        except PublishFailed as error:
+            raise TransientError(str(error)) from error
+
+    async def close(self) -> None:
+        await self._publisher.close()
+
+
+class ServiceBusStatusEventPublisher:
+    """Implements the synchronous ``StatusEventPublisher`` for the processing path.
+
+    Processing runs in worker threads (its SQL driver blocks), while the SDK's async client wants one event
+    loop: this adapter owns a private loop in a daemon thread, so events from all processing threads share
+    one link and are batched together.
+    """
+
+    def __init__(self, client_factory: Callable[[], ServiceBusClient], queue: str, *, timeout_seconds: float = 10.0) -> None:
+        self._client_factory = client_factory
+        self._queue = queue
+        self._timeout = timeout_seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._publisher: ServiceBusPublisher | None = None
+        self._lock = threading.Lock()
+
+    def publish(self, event: OrderStatusChanged) -> None:
+        envelope = Envelope(body=_json(event.to_json_dict()), message_id=event.message_id,
+                            correlation_id=event.correlation_id)
+        publisher = self._started()
+        try:
+            self._run(publisher.publish(envelope))
+        except PublishFailed as error:
+            raise TransientError(str(error)) from error
+
+    def close(self) -> None:
+        with self._lock:
+            loop, publisher = self._loop, self._publisher
+            self._loop = self._publisher = None
+        if loop is not None and publisher is not None:
+            asyncio.run_coroutine_threadsafe(publisher.close(), loop).result(self._timeout)
+            loop.call_soon_threadsafe(loop.stop)
+
+    def _started(self) -> ServiceBusPublisher:
+        with self._lock:
+            if self._publisher is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, daemon=True, name=f"publisher-{self._queue}").start()
+                self._loop = loop
+                self._publisher = ServiceBusPublisher(self._client_factory, self._queue, timeout_seconds=self._timeout)
+            return self._publisher
+
+    def _run(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(self._timeout + 1)

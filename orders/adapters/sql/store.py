@@ -1,0 +1,189 @@
+"""``SqlOrderStore`` and ``SqlUnitOfWork``: the ``OrderStore``/``UnitOfWork`` ports on SQLAlchemy Core.
+
+Core rather than the ORM: the domain objects are frozen dataclasses that need no identity map or change
+tracking, and the statements that matter (the conditional stock update whose row count is the reservation,
+the insert that returns the database's identity) are written out here exactly as they run on all three
+engines, so tests can pin down the SQL each dialect gets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from functools import partial
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+
+from orders.adapters.sql.engine import READ_ONLY_OPTION
+from orders.adapters.sql.schema import CORRELATION_UNIQUE, order_lines, orders, products
+from orders.domain.errors import DuplicateOrder, TransientError
+from orders.domain.model import OrderOutcome, OrderRecord, OrderStatus, Product
+from orders.domain.ports import UnitOfWorkFactory
+
+#: Take units only if that many are left: the row count (1 or 0) is the reservation, with no read-then-write
+#: window in which another transaction could take the same units.
+RESERVE_STOCK = (
+    update(products)
+    .where(products.c.sku == bindparam("sku"), products.c.stock >= bindparam("quantity"))
+    .values(stock=products.c.stock - bindparam("quantity"))
+)
+
+#: The order row; the database generates ``order_id`` and hands it back in the same round trip
+#: (``RETURNING`` on SQLite/PostgreSQL, ``OUTPUT inserted.order_id`` on SQL Server).
+INSERT_ORDER = insert(orders).returning(orders.c.order_id)
+
+INSERT_LINES = insert(order_lines)
+
+SELECT_ORDER = select(
+    orders.c.order_id, orders.c.status, orders.c.total, orders.c.currency, orders.c.reason, orders.c.updated_at
+).where(orders.c.correlation_id == bindparam("correlation_id"))
+
+# SQL Server error numbers worth a retry: deadlock victim, lock timeout, and Azure SQL's "database busy,
+# moving, or throttled" family.
+_MSSQL_TRANSIENT = re.compile(r"\((1205|1222|4060|4221|10928|10929|40197|40501|40613|49918|49919|49920)\)")
+
+
+class SqlOrderStore:
+    """``OrderStore`` on one open connection; every call runs inside the caller's transaction."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def get(self, correlation_id: str) -> OrderOutcome | None:
+        row = self._connection.execute(SELECT_ORDER, {"correlation_id": correlation_id}).one_or_none()
+        if row is None:
+            return None
+        status = OrderStatus(row.status)
+        return OrderOutcome(
+            correlation_id=correlation_id,
+            status=status,
+            order_id=row.order_id if status is OrderStatus.COMPLETED else None,
+            total=row.total,
+            currency=row.currency,
+            reason=row.reason,
+            updated_at=row.updated_at,
+        )
+
+    def products(self, skus: Iterable[str]) -> dict[str, Product]:
+        wanted = sorted(set(skus))
+        if not wanted:
+            return {}
+        rows = self._connection.execute(select(products).where(products.c.sku.in_(wanted)))
+        return {row.sku: _product(row) for row in rows}
+
+    def list_products(self) -> list[Product]:
+        return [_product(row) for row in self._connection.execute(select(products).order_by(products.c.sku))]
+
+    def reserve_stock(self, sku: str, quantity: int) -> bool:
+        result = self._connection.execute(RESERVE_STOCK, {"sku": sku, "quantity": quantity})
+        return result.rowcount == 1
+
+    def add(self, record: OrderRecord) -> int:
+        try:
+            order_id: int = self._connection.execute(INSERT_ORDER, {
+                "correlation_id": record.correlation_id,
+                "customer_id": record.customer_id,
+                "status": record.status.value,
+                "total": record.total,
+                "currency": record.currency,
+                "reason": record.reason,
+                "created_at": record.at,
+                "updated_at": record.at,
+            }).scalar_one()
+        except IntegrityError as error:
+            if _is_correlation_conflict(error):
+                raise DuplicateOrder(record.correlation_id) from error
+            raise
+        if record.lines:
+            self._connection.execute(INSERT_LINES, [
+                {"order_id": order_id, "line_no": number, "sku": line.sku, "quantity": line.quantity,
+                 "unit_price": line.unit_price}
+                for number, line in enumerate(record.lines, start=1)
+            ])
+        return order_id
+
+
+class SqlUnitOfWork:
+    """``UnitOfWork`` on an engine: one connection and one transaction per ``with`` block.
+
+    Database errors that a retry can cure (connection lost, locked, deadlock, Azure SQL throttling) leave
+    the block as ``TransientError``; other errors propagate unchanged.
+    """
+
+    def __init__(self, engine: Engine, *, read_only: bool = False) -> None:
+        self._engine = engine
+        self._read_only = read_only
+        self._connection: Connection | None = None
+
+    @classmethod
+    def factory(cls, engine: Engine) -> UnitOfWorkFactory:
+        """A ``UnitOfWorkFactory`` for the handlers: ``process_order(cmd, uow_factory=SqlUnitOfWork.factory(engine), ...)``."""
+        return partial(cls, engine)
+
+    @property
+    def orders(self) -> SqlOrderStore:
+        if self._connection is None:
+            raise RuntimeError("the unit of work is not open: use it in a `with` block")
+        return SqlOrderStore(self._connection)
+
+    def __enter__(self) -> Self:
+        try:
+            connection = self._engine.connect()
+            if self._read_only:
+                connection = connection.execution_options(**{READ_ONLY_OPTION: True})
+            self._connection = connection
+        except DBAPIError as error:
+            raise _translated(error) from error
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()  # rolls back whatever was not committed
+            except DBAPIError:
+                if exc is None:
+                    raise
+        if isinstance(exc, DBAPIError):
+            translated = _translated(exc)
+            if translated is not exc:
+                raise translated from exc
+
+    def commit(self) -> None:
+        self._require().commit()
+
+    def rollback(self) -> None:
+        self._require().rollback()
+
+    def _require(self) -> Connection:
+        if self._connection is None:
+            raise RuntimeError("the unit of work is not open: use it in a `with` block")
+        return self._connection
+
+
+def _product(row: object) -> Product:
+    return Product(sku=row.sku, name=row.name, unit_price=row.unit_price,  # type: ignore[attr-defined]
+                   currency=row.currency, stock=row.stock)  # type: ignore[attr-defined]
+
+
+def _is_correlation_conflict(error: IntegrityError) -> bool:
+    text = str(error.orig)
+    return CORRELATION_UNIQUE in text or "orders.correlation_id" in text
+
+
+def is_transient(error: DBAPIError) -> bool:
+    """True for database errors that may go away on their own, so the work should be retried."""
+    if error.connection_invalidated or isinstance(error, (OperationalError, InterfaceError)):
+        return True
+    return bool(_MSSQL_TRANSIENT.search(str(error.orig)))
+
+
+def _translated(error: DBAPIError) -> BaseException:
+    if is_transient(error):
+        return TransientError(f"the order database is unavailable, retry later: {error.orig}")
+    return error

@@ -1,0 +1,38 @@
+"""Errors of the order pipeline, sorted by what the caller should do about them."""
+
+from __future__ import annotations
+
+
+class TransientError(Exception):
+    """A dependency (SQL, the broker) is unavailable right now; the same work may succeed later.
+
+    Triggers let it propagate so the message is abandoned and redelivered (the work is idempotent); the
+    intake maps it to ``503`` with ``Retry-After``.
+    """
+
+
+class PoisonMessage(Exception):
+    """A queue message can never be processed (unparseable, wrong schema); retrying cannot help.
+
+    ``reason`` says what is wrong; it is what the dead-letter record and the ``Failed`` status carry.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class DuplicateOrder(Exception):
+    """An order for this correlationId was stored concurrently; re-read it instead of storing another."""
+
+    def __init__(self, correlation_id: str) -> None:
+        super().__init__(f"an order for correlationId {correlation_id} already exists")
+        self.correlation_id = correlation_id
+
+
+class OrderNotFound(Exception):
+    """No order and no accepted record exists for this correlationId."""
+
+    def __init__(self, correlation_id: str) -> None:
+        super().__init__(f"no order was accepted with correlationId {correlation_id}")
+        self.correlation_id = correlation_id

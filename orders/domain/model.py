@@ -1,0 +1,249 @@
+"""Order intake model and the rules that decide an order's outcome.
+
+Money is ``Decimal`` end to end; prices come from the catalog, never from the client.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+#: Namespace of the name-based correlationIds derived from ``customerId`` and ``Idempotency-Key``. Changing it
+#: would give retried requests new ids, so it is fixed for the life of the system.
+CORRELATION_NAMESPACE = uuid.UUID("95eb249c-c77e-4069-bd4a-a42184488683")
+
+#: The only queue message body version this code writes and reads.
+MESSAGE_SCHEMA_VERSION = 1
+
+#: Reasons are stored and sent to clients; a runaway exception text must not grow rows without bound.
+MAX_REASON_LENGTH = 1000
+
+CENT = Decimal("0.01")
+
+
+class OrderStatus(StrEnum):
+    ACCEPTED = "Accepted"
+    COMPLETED = "Completed"
+    REJECTED = "Rejected"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    """One requested line: a SKU and how many units."""
+
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    sku: str
+    name: str
+    unit_price: Decimal
+    currency: str
+    stock: int
+
+
+@dataclass(frozen=True, slots=True)
+class PricedLine:
+    sku: str
+    quantity: int
+    unit_price: Decimal
+
+    @property
+    def amount(self) -> Decimal:
+        return (self.unit_price * self.quantity).quantize(CENT)
+
+
+@dataclass(frozen=True, slots=True)
+class PricedOrder:
+    """An order whose every line exists in the catalog, priced in the catalog's currency."""
+
+    currency: str
+    lines: tuple[PricedLine, ...]
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.amount for line in self.lines), Decimal("0.00")).quantize(CENT)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why an order cannot be fulfilled; ``reason`` is shown to the client and names the SKU at fault."""
+
+    reason: str
+
+
+def price_order(currency: str, lines: Iterable[OrderLine], catalog: Mapping[str, Product]) -> PricedOrder | Rejection:
+    """Apply the catalog rules: every SKU exists, the currency is the catalog's, total = Σ price × quantity.
+
+    Stock is not checked here: only the store can reserve it without a race (see ``reserve_stock``).
+    """
+    lines = tuple(lines)
+    unknown = list(dict.fromkeys(line.sku for line in lines if line.sku not in catalog))
+    if unknown:
+        return Rejection(f"unknown SKU: {', '.join(unknown)}")
+    for line in lines:
+        product = catalog[line.sku]
+        if product.currency != currency:
+            return Rejection(
+                f"currency {currency} does not match the catalog: {product.sku} is priced in {product.currency}")
+    return PricedOrder(
+        currency=currency,
+        lines=tuple(PricedLine(line.sku, line.quantity, catalog[line.sku].unit_price) for line in lines),
+    )
+
+
+def merge_quantities(lines: Iterable[OrderLine]) -> list[tuple[str, int]]:
+    """Total quantity per SKU, sorted by SKU.
+
+    Reserving in one global order means two orders sharing SKUs lock their rows in the same order, so
+    databases with row locks cannot deadlock on them.
+    """
+    totals: dict[str, int] = {}
+    for line in lines:
+        totals[line.sku] = totals.get(line.sku, 0) + line.quantity
+    return sorted(totals.items())
+
+
+def out_of_stock(sku: str, quantity: int) -> Rejection:
+    return Rejection(f"not enough stock for SKU {sku}: {quantity} requested")
+
+
+def clip_reason(reason: str | None) -> str | None:
+    if reason is None or len(reason) <= MAX_REASON_LENGTH:
+        return reason
+    return reason[: MAX_REASON_LENGTH - 1] + "…"
+
+
+def correlation_id_for(customer_id: str, idempotency_key: str | None) -> str:
+    """The order's correlationId: stable for a customer's ``Idempotency-Key`` (so a retried request maps to
+    the same order without any state at intake), random without one."""
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(CORRELATION_NAMESPACE, f"{customer_id}\n{idempotency_key}"))
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOutcome:
+    """What a client may know about one order: the answer of ``GET /api/orders/{correlationId}``.
+
+    ``order_id`` is the database's id and is set only for ``Completed`` orders; ``total`` only when the order
+    was priced.
+    """
+
+    correlation_id: str
+    status: OrderStatus
+    order_id: int | None
+    total: Decimal | None
+    currency: str | None
+    reason: str | None
+    updated_at: datetime
+
+    def to_json_dict(self) -> dict[str, object]:
+        return {
+            "correlationId": self.correlation_id,
+            "status": self.status.value,
+            "orderId": self.order_id,
+            "total": None if self.total is None else str(self.total),
+            "currency": self.currency,
+            "reason": self.reason,
+            "updatedAt": iso_utc(self.updated_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    """An outcome ready to be stored: one row in ``orders`` plus, for a completed order, its lines."""
+
+    correlation_id: str
+    customer_id: str | None
+    status: OrderStatus
+    currency: str | None
+    total: Decimal | None
+    reason: str | None
+    at: datetime
+    lines: tuple[PricedLine, ...] = ()
+
+    def outcome(self, order_id: int) -> OrderOutcome:
+        return OrderOutcome(
+            correlation_id=self.correlation_id,
+            status=self.status,
+            order_id=order_id if self.status is OrderStatus.COMPLETED else None,
+            total=self.total,
+            currency=self.currency,
+            reason=self.reason,
+            updated_at=self.at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedRecord:
+    """The short-lived proof that intake accepted an order, kept until processing answers in SQL."""
+
+    correlation_id: str
+    customer_id: str
+    currency: str
+    accepted_at: datetime
+
+    def outcome(self) -> OrderOutcome:
+        return OrderOutcome(
+            correlation_id=self.correlation_id,
+            status=OrderStatus.ACCEPTED,
+            order_id=None,
+            total=None,
+            currency=self.currency,
+            reason=None,
+            updated_at=self.accepted_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderMessage:
+    """The ``orders`` queue message (schema version 1, see docs/contracts.md)."""
+
+    correlation_id: str
+    customer_id: str
+    currency: str
+    items: tuple[OrderLine, ...]
+    accepted_at: datetime
+    traceparent: str | None = field(default=None, compare=False)
+
+    @property
+    def message_id(self) -> str:
+        """Service Bus ``message_id``: the correlationId, so the broker's duplicate detection drops resends."""
+        return self.correlation_id
+
+    @property
+    def session_id(self) -> str:
+        """Service Bus ``session_id``: the customer, so one customer's orders are processed in order."""
+        return self.customer_id
+
+    @property
+    def application_properties(self) -> dict[str, str | int]:
+        properties: dict[str, str | int] = {"schemaVersion": MESSAGE_SCHEMA_VERSION}
+        if self.traceparent:
+            properties["traceparent"] = self.traceparent
+        return properties
+
+    def to_json_dict(self) -> dict[str, object]:
+        return {
+            "schemaVersion": MESSAGE_SCHEMA_VERSION,
+            "correlationId": self.correlation_id,
+            "customerId": self.customer_id,
+            "currency": self.currency,
+            "items": [{"sku": line.sku, "quantity": line.quantity} for line in self.items],
+            "acceptedAt": iso_utc(self.accepted_at),
+        }
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 in UTC with a ``Z``, millisecond precision."""
+    if moment.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware (UTC)")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,97 @@
+"""Ports: what the core needs from the outside world. Adapters in ``orders.adapters`` (and the messaging and
+Redis adapters of the function app) implement them; ``tests/fakes.py`` holds in-memory stand-ins.
+
+Failure contract for every adapter: raise ``orders.domain.errors.TransientError`` when the dependency cannot
+be reached or is busy (the caller retries or answers 503); let programming errors propagate unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+from orders.domain.events import OrderStatusChanged
+from orders.domain.model import AcceptedRecord, OrderMessage, OrderOutcome, OrderRecord, Product
+
+
+class OrderStore(Protocol):
+    """Orders and the catalog inside one unit of work (one database transaction)."""
+
+    def get(self, correlation_id: str) -> OrderOutcome | None:
+        """The stored outcome for ``correlation_id``, or ``None`` if the order was never processed."""
+
+    def products(self, skus: Iterable[str]) -> dict[str, Product]:
+        """The catalog entries for those SKUs that exist, keyed by SKU."""
+
+    def list_products(self) -> list[Product]:
+        """The whole catalog, ordered by SKU."""
+
+    def reserve_stock(self, sku: str, quantity: int) -> bool:
+        """Take ``quantity`` units of ``sku`` if that many are in stock, atomically; ``False`` if not.
+
+        Race-free: two transactions can never both take the last units.
+        """
+
+    def add(self, record: OrderRecord) -> int:
+        """Store an order (and its lines) and return the ``OrderId`` the database generated.
+
+        Raises ``DuplicateOrder`` if an order with the same correlationId exists; the transaction must then be
+        rolled back.
+        """
+
+
+class UnitOfWork(Protocol):
+    """One transaction: ``with uow: ...; uow.commit()``. Leaving the block without ``commit`` rolls back.
+
+    After ``rollback()`` the same unit of work may be used again; it starts a new transaction.
+    """
+
+    orders: OrderStore
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    """Makes a fresh unit of work per call, so concurrent handlers never share a transaction.
+
+    ``read_only=True`` promises no writes (SQLite then does not take the write lock up front).
+    """
+
+    def __call__(self, *, read_only: bool = False) -> UnitOfWork: ...
+
+
+class StatusEventPublisher(Protocol):
+    """Sends status events to the ``order-status`` queue (synchronous: called from the processing path)."""
+
+    def publish(self, event: OrderStatusChanged) -> None:
+        """Return once the broker has accepted the event; raise ``TransientError`` if it cannot."""
+
+
+class OrderMessagePublisher(Protocol):
+    """Sends accepted orders to the ``orders`` queue (asynchronous: called from the HTTP intake)."""
+
+    async def publish(self, message: OrderMessage) -> None:
+        """Return only once the broker has acknowledged the message; raise ``TransientError`` if it cannot."""
+
+
+class CorrelationRegistry(Protocol):
+    """Short-lived ``Accepted`` records (Redis with a TTL), so a status read before processing finds the order."""
+
+    async def record_accepted(self, record: AcceptedRecord, ttl_seconds: int) -> None: ...
+
+    async def get_accepted(self, correlation_id: str) -> AcceptedRecord | None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware in UTC."""

@@ -1,0 +1,228 @@
+"""Handlers for intake, processing, dead-lettered orders and the read side.
+
+Errors the callers map: ``TransientError`` (retry the message / answer 503), ``PoisonMessage`` (raised by
+``orders.validation`` before a handler runs), ``OrderNotFound`` (404).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from orders.domain.commands import MarkOrderFailed, ProcessOrder, SubmitOrder
+from orders.domain.errors import DuplicateOrder, OrderNotFound, TransientError
+from orders.domain.events import OrderStatusChanged
+from orders.domain.model import (
+    AcceptedRecord,
+    OrderMessage,
+    OrderOutcome,
+    OrderRecord,
+    OrderStatus,
+    PricedOrder,
+    Product,
+    Rejection,
+    clip_reason,
+    correlation_id_for,
+    merge_quantities,
+    out_of_stock,
+    price_order,
+)
+from orders.domain.ports import (
+    Clock,
+    CorrelationRegistry,
+    OrderMessagePublisher,
+    StatusEventPublisher,
+    UnitOfWorkFactory,
+)
+from orders.notify_tokens import issue_notify_token
+
+log = logging.getLogger("orders.service_layer")
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeOptions:
+    """Settings the intake needs, taken from the settings object by the composition root."""
+
+    notify_token_secret: bytes
+    notify_token_ttl_seconds: int
+    notify_public_url: str
+    correlation_ttl_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The ``202`` answer of ``POST /api/orders``."""
+
+    correlation_id: str
+    status_url: str
+    notify_url: str
+    notify_token: str
+
+    def to_json_dict(self) -> dict[str, str]:
+        return {
+            "correlationId": self.correlation_id,
+            "status": OrderStatus.ACCEPTED.value,
+            "statusUrl": self.status_url,
+            "notifyUrl": self.notify_url,
+            "notifyToken": self.notify_token,
+        }
+
+
+async def submit_order(
+    command: SubmitOrder,
+    *,
+    publisher: OrderMessagePublisher,
+    registry: CorrelationRegistry,
+    clock: Clock,
+    options: IntakeOptions,
+) -> Accepted:
+    """Accept an order: send it to the ``orders`` queue and answer with its correlationId.
+
+    The broker's acknowledgement is the commitment; ``TransientError`` from the publisher means nothing was
+    accepted (answer 503). The ``Accepted`` record in the registry is best effort: intake keeps accepting
+    orders while Redis is down, only status reads before processing lose their answer.
+    """
+    correlation_id = correlation_id_for(command.customer_id, command.idempotency_key)
+    accepted_at = clock.now()
+    message = OrderMessage(
+        correlation_id=correlation_id,
+        customer_id=command.customer_id,
+        currency=command.currency,
+        items=command.items,
+        accepted_at=accepted_at,
+        traceparent=command.traceparent,
+    )
+    await publisher.publish(message)
+    log.info("order accepted", extra={"correlationId": correlation_id, "customerId": command.customer_id})
+    record = AcceptedRecord(correlation_id, command.customer_id, command.currency, accepted_at)
+    try:
+        await registry.record_accepted(record, options.correlation_ttl_seconds)
+    except Exception as error:  # noqa: BLE001 - best effort by contract, whatever the registry raises
+        log.warning("accepted record not stored: %s", error,
+                    extra={"correlationId": correlation_id, "error": type(error).__name__})
+    token = issue_notify_token(
+        options.notify_token_secret, correlation_id, options.notify_token_ttl_seconds, now=accepted_at.timestamp())
+    query = urlencode({"correlationId": correlation_id, "token": token})
+    return Accepted(
+        correlation_id=correlation_id,
+        status_url=f"/api/orders/{correlation_id}",
+        notify_url=f"{options.notify_public_url}?{query}",
+        notify_token=token,
+    )
+
+
+def process_order(
+    command: ProcessOrder, *, uow_factory: UnitOfWorkFactory, publisher: StatusEventPublisher, clock: Clock
+) -> OrderOutcome:
+    """Decide, store and announce the outcome of one accepted order; safe under at-least-once delivery.
+
+    A correlationId that already has an order gets the stored outcome back and its event re-emitted, with no
+    second stock change. Otherwise order, lines and stock change commit in one transaction. If publishing the
+    event fails, ``TransientError`` propagates so the message is redelivered; the stored outcome makes the
+    retry cheap and identical.
+    """
+    outcome = _decide_and_store(command, uow_factory, clock)
+    publisher.publish(OrderStatusChanged.from_outcome(outcome))
+    log.info("order status published", extra={"correlationId": command.correlation_id,
+                                               "status": outcome.status.value, "orderId": outcome.order_id})
+    return outcome
+
+
+def _decide_and_store(command: ProcessOrder, uow_factory: UnitOfWorkFactory, clock: Clock) -> OrderOutcome:
+    cid = command.correlation_id
+    with uow_factory() as uow:
+        existing = uow.orders.get(cid)
+        if existing is not None:
+            log.info("order already processed", extra={"correlationId": cid, "status": existing.status.value})
+            return existing
+        decision: PricedOrder | Rejection = price_order(
+            command.currency, command.items, uow.orders.products({line.sku for line in command.items}))
+        if isinstance(decision, PricedOrder):
+            for sku, quantity in merge_quantities(command.items):
+                if not uow.orders.reserve_stock(sku, quantity):
+                    # Undo the units already taken for earlier lines: all lines or none.
+                    uow.rollback()
+                    decision = out_of_stock(sku, quantity)
+                    break
+        record = _record(command, decision, clock)
+        try:
+            order_id = uow.orders.add(record)
+            uow.commit()
+        except DuplicateOrder:
+            # Another delivery of the same message won the race; its outcome is the answer.
+            uow.rollback()
+            existing = uow.orders.get(cid)
+            if existing is None:
+                raise TransientError(f"order {cid} was reported stored but cannot be read back") from None
+            return existing
+    outcome = record.outcome(order_id)
+    log.info("order processed", extra={"correlationId": cid, "status": outcome.status.value,
+                                       "orderId": outcome.order_id, "reason": outcome.reason})
+    return outcome
+
+
+def _record(command: ProcessOrder, decision: PricedOrder | Rejection, clock: Clock) -> OrderRecord:
+    if isinstance(decision, Rejection):
+        return OrderRecord(command.correlation_id, command.customer_id, OrderStatus.REJECTED, command.currency,
+                           total=None, reason=clip_reason(decision.reason), at=clock.now())
+    return OrderRecord(command.correlation_id, command.customer_id, OrderStatus.COMPLETED, decision.currency,
+                       total=decision.total, reason=None, at=clock.now(), lines=decision.lines)
+
+
+def mark_order_failed(
+    command: MarkOrderFailed, *, uow_factory: UnitOfWorkFactory, publisher: StatusEventPublisher, clock: Clock
+) -> OrderOutcome:
+    """Record a dead-lettered order as ``Failed`` (with the reason) and announce it; idempotent.
+
+    An order that already has an outcome keeps it (a ``Completed`` order is never turned into ``Failed``)
+    and that outcome's event is re-emitted, so clients learn the truth either way.
+    """
+    cid = command.correlation_id
+    with uow_factory() as uow:
+        outcome = uow.orders.get(cid)
+        if outcome is None:
+            record = OrderRecord(cid, command.customer_id, OrderStatus.FAILED, command.currency, total=None,
+                                 reason=clip_reason(command.reason), at=clock.now())
+            try:
+                outcome = record.outcome(uow.orders.add(record))
+                uow.commit()
+            except DuplicateOrder:
+                uow.rollback()
+                outcome = uow.orders.get(cid)
+                if outcome is None:
+                    raise TransientError(f"order {cid} was reported stored but cannot be read back") from None
+    log.warning("dead-lettered order handled", extra={"correlationId": cid, "status": outcome.status.value,
+                                                      "reason": outcome.reason})
+    publisher.publish(OrderStatusChanged.from_outcome(outcome))
+    return outcome
+
+
+async def get_order_status(
+    correlation_id: str, *, uow_factory: UnitOfWorkFactory, registry: CorrelationRegistry
+) -> OrderOutcome:
+    """The order's status: SQL (the source of truth) first, then the registry's ``Accepted`` record.
+
+    Raises ``OrderNotFound`` when neither knows the id, and ``TransientError`` when SQL is down, or when SQL has
+    no answer yet and the registry cannot be asked (the order may well exist: 503 rather than a false 404).
+    The SQL read runs in a worker thread: database drivers block.
+    """
+    stored = await asyncio.to_thread(_read_outcome, uow_factory, correlation_id)
+    if stored is not None:
+        return stored
+    accepted = await registry.get_accepted(correlation_id)
+    if accepted is None:
+        raise OrderNotFound(correlation_id)
+    return accepted.outcome()
+
+
+def _read_outcome(uow_factory: UnitOfWorkFactory, correlation_id: str) -> OrderOutcome | None:
+    with uow_factory(read_only=True) as uow:
+        return uow.orders.get(correlation_id)
+
+
+def list_products(*, uow_factory: UnitOfWorkFactory) -> list[Product]:
+    """The catalog, ordered by SKU (synchronous: call it from a thread when on an event loop)."""
+    with uow_factory(read_only=True) as uow:
+        return uow.orders.list_products()
