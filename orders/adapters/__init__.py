@@ -1,1 +1,1 @@
-"""Adapters around the business core: SQL persistence (``orders.adapters.sql``) and the system clock."""
+"""Adapters between the business core and the outside world (Service Bus, SQL, Redis)."""
