@@ -43,7 +43,12 @@ class TokenCredential(Protocol):
     def get_token(self, *scopes: str) -> Any: ...
 
 
-def create_engine_for(settings: SqlSettings, *, credential: TokenCredential | None = None) -> Engine:
+def create_engine_for(
+    settings: SqlSettings,
+    *,
+    credential: TokenCredential | None = None,
+    sqlite_busy_timeout_seconds: float = SQLITE_BUSY_TIMEOUT_SECONDS,
+) -> Engine:
     """The engine for ``settings.sql_url``.
 
     ``credential`` is used when ``settings.sql_entra_auth`` is true; by default a ``DefaultAzureCredential``
@@ -53,7 +58,7 @@ def create_engine_for(settings: SqlSettings, *, credential: TokenCredential | No
     url = make_url(settings.sql_url)
     backend = url.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(url)
+        return _sqlite_engine(url, sqlite_busy_timeout_seconds)
     if backend == "mssql":
         engine = create_engine(url, pool_pre_ping=True, pool_recycle=1800, fast_executemany=True)
         if settings.sql_entra_auth:
@@ -66,11 +71,11 @@ def create_engine_for(settings: SqlSettings, *, credential: TokenCredential | No
     return create_engine(url, pool_pre_ping=True)
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
     database = url.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+    engine = create_engine(url, connect_args={"timeout": busy_timeout})
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
@@ -84,7 +89,7 @@ def _sqlite_engine(url: URL) -> Engine:
             # acceptable for the local default and buys most of the write throughput.
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         finally:
             cursor.close()
 

@@ -27,8 +27,8 @@ from orders.domain.ports import UnitOfWorkFactory
 #: window in which another transaction could take the same units.
 RESERVE_STOCK = (
     update(products)
-    .where(products.c.sku == bindparam("sku"), products.c.stock >= bindparam("quantity"))
-    .values(stock=products.c.stock - bindparam("quantity"))
+    .where(products.c.sku == bindparam("reserve_sku"), products.c.stock >= bindparam("reserve_quantity"))
+    .values(stock=products.c.stock - bindparam("reserve_quantity"))
 )
 
 #: The order row; the database generates ``order_id`` and hands it back in the same round trip
@@ -78,7 +78,7 @@ class SqlOrderStore:
         return [_product(row) for row in self._connection.execute(select(products).order_by(products.c.sku))]
 
     def reserve_stock(self, sku: str, quantity: int) -> bool:
-        result = self._connection.execute(RESERVE_STOCK, {"sku": sku, "quantity": quantity})
+        result = self._connection.execute(RESERVE_STOCK, {"reserve_sku": sku, "reserve_quantity": quantity})
         return result.rowcount == 1
 
     def add(self, record: OrderRecord) -> int:
