@@ -316,3 +316,20 @@ def test_processes_racing_for_the_last_units_sell_exactly_that_many(engine, sql_
         sold = connection.scalar(select(func.sum(order_lines.c.quantity)).where(order_lines.c.sku == "SKU-5"))
     assert sold == last_units
     assert count(engine, orders) == racers * attempts
+
+
+def test_sqlite_reads_do_not_queue_behind_a_writer(tmp_path, events, clock):
+    """Status and catalog reads take no write lock, so they answer while a transaction is writing."""
+    engine = create_engine_for(Settings(f"sqlite:///{tmp_path / 'busy.db'}"), sqlite_busy_timeout_seconds=0.2)
+    try:
+        migrate(engine=engine)
+        seed_catalog(engine)
+        uow_factory = SqlUnitOfWork.factory(engine)
+        process_order(order(cid(1), ("SKU-1", 1)), uow_factory=uow_factory, publisher=events, clock=clock)
+        with engine.connect() as writer:
+            writer.execute(text("UPDATE products SET stock = stock - 1 WHERE sku = 'SKU-2'"))
+            assert len(list_products(uow_factory=uow_factory)) == len(load_catalog())
+            with uow_factory(read_only=True) as uow:
+                assert uow.orders.get(cid(1)).status is OrderStatus.COMPLETED
+    finally:
+        engine.dispose()
