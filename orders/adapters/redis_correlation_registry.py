@@ -14,6 +14,7 @@ from datetime import datetime
 
 from redis.asyncio import Redis
 
+from orders.domain.errors import TransientError
 from orders.domain.model import AcceptedRecord, iso_utc
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,15 @@ class RedisCorrelationRegistry:
             self._trip(error, record.correlation_id)
 
     async def get_accepted(self, correlation_id: str) -> AcceptedRecord | None:
-        """The record, or None when there is none or Redis does not answer."""
+        """The record, or None when there is none; ``TransientError`` when Redis does not answer (the order may
+        well exist, so the caller must not claim it does not)."""
         if time.monotonic() < self._skip_until:
-            return None
+            raise TransientError("Redis, which holds not-yet-processed orders, is not answering")
         try:
             raw = await self._redis.get(KEY_PREFIX + correlation_id)
         except Exception as error:
             self._trip(error, correlation_id)
-            return None
+            raise TransientError(f"Redis, which holds not-yet-processed orders, did not answer: {error}") from error
         if raw is None:
             return None
         data = json.loads(raw)

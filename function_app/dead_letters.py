@@ -1,0 +1,34 @@
+"""What a dead-lettered ``orders`` message means for its order."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from orders.domain.commands import MarkOrderFailed
+from orders.domain.errors import PoisonMessage
+from orders.validation import InvalidCorrelationId, parse_correlation_id, parse_order_message
+
+log = logging.getLogger("function_app")
+
+
+def failed_order_command(message: func.ServiceBusMessage) -> MarkOrderFailed | None:
+    """``MarkOrderFailed`` with a reason saying what was wrong, or None when no order can be named."""
+    try:
+        correlation_id = parse_correlation_id(message.correlation_id or message.message_id)
+    except InvalidCorrelationId:
+        log.error("dead-lettered message names no order; left in the dead-letter log only",
+                  extra={"messageId": message.message_id, "deadLetterReason": message.dead_letter_reason})
+        return None
+    broker_reason = message.dead_letter_reason or "dead-lettered"
+    if message.dead_letter_error_description:
+        broker_reason += f" ({message.dead_letter_error_description})"
+    customer_id = currency = None
+    try:
+        order = parse_order_message(message.get_body())
+        reason = f"processing failed repeatedly: {broker_reason}"
+        customer_id, currency = order.customer_id, order.currency
+    except PoisonMessage as poison:
+        reason = f"{poison.reason} [{broker_reason}]"
+    return MarkOrderFailed(correlation_id=correlation_id, reason=reason, customer_id=customer_id, currency=currency)
