@@ -1,0 +1,285 @@
+// The order desk: catalogue → order → live status over the WebSocket, with the status API as fallback.
+// The order API is reached same-origin under /api (the service forwards it to the Functions host).
+"use strict";
+
+const API = "/api";
+const TERMINAL = new Set(["Completed", "Rejected", "Failed"]);
+const POLL_MS = 2000;
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const products = new Map();
+
+function newKey() {
+  if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+  return "k-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2);
+}
+
+function money(amount, currency) {
+  const value = Number(amount);
+  if (!Number.isFinite(value)) return `${amount} ${currency}`;
+  try {
+    return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(value);
+  } catch {
+    return `${value.toFixed(2)} ${currency}`;
+  }
+}
+
+function showError(message, details = []) {
+  const box = $("#form-error");
+  box.replaceChildren(document.createTextNode(message));
+  if (details.length) {
+    const list = document.createElement("ul");
+    for (const d of details) {
+      const li = document.createElement("li");
+      li.textContent = d;
+      list.append(li);
+    }
+    box.append(list);
+  }
+  box.hidden = false;
+}
+
+function clearError() {
+  $("#form-error").hidden = true;
+}
+
+async function problemText(response) {
+  try {
+    const body = await response.json();
+    const details = (body.errors || []).map((e) =>
+      typeof e === "string" ? e : [e.field || e.pointer || e.name, e.message || e.detail].filter(Boolean).join(": "));
+    return [body.detail || body.title || `The order API answered ${response.status}.`, details];
+  } catch {
+    return [`The order API answered ${response.status}.`, []];
+  }
+}
+
+async function loadProducts() {
+  const state = $("#catalog-state");
+  try {
+    const response = await fetch(`${API}/products`, { headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error((await problemText(response))[0]);
+    const list = await response.json();
+    const body = $("#products tbody");
+    body.replaceChildren();
+    for (const p of list) {
+      products.set(p.sku, p);
+      const row = document.createElement("tr");
+      if (p.stock <= 0) row.className = "soldout";
+      const name = document.createElement("td");
+      name.innerHTML = `<span class="name"></span><span class="sku"></span>`;
+      name.querySelector(".name").textContent = p.name;
+      name.querySelector(".sku").textContent = p.sku;
+      const price = document.createElement("td");
+      price.className = "num";
+      price.textContent = money(p.unitPrice, p.currency);
+      const stock = document.createElement("td");
+      stock.className = "num";
+      stock.textContent = p.stock > 0 ? String(p.stock) : "Sold out";
+      const qtyCell = document.createElement("td");
+      qtyCell.className = "num";
+      const qty = document.createElement("input");
+      Object.assign(qty, { type: "number", min: "0", max: String(Math.max(0, Math.min(p.stock, 1000))), value: "0",
+                           step: "1", inputMode: "numeric", name: `qty-${p.sku}` });
+      qty.dataset.sku = p.sku;
+      qty.disabled = p.stock <= 0;
+      qty.setAttribute("aria-label", `Quantity of ${p.name}`);
+      qty.addEventListener("input", updateSummary);
+      qtyCell.append(qty);
+      row.append(name, price, stock, qtyCell);
+      body.append(row);
+    }
+    state.hidden = true;
+    $("#products").hidden = false;
+  } catch (err) {
+    state.textContent = `Products could not be loaded: ${err.message} Is the order API running? Reload to try again.`;
+    state.classList.add("error");
+  } finally {
+    $("#catalog").setAttribute("aria-busy", "false");
+  }
+}
+
+function selectedItems() {
+  const items = [];
+  for (const input of document.querySelectorAll("#products input[type=number]")) {
+    const quantity = Number.parseInt(input.value, 10);
+    if (quantity > 0) items.push({ sku: input.dataset.sku, quantity });
+  }
+  return items;
+}
+
+function updateSummary() {
+  const items = selectedItems();
+  const summary = $("#summary");
+  if (!items.length) {
+    summary.textContent = "Nothing selected yet.";
+    $("#place").disabled = true;
+    return;
+  }
+  const currencies = new Set(items.map((i) => products.get(i.sku).currency));
+  const count = items.reduce((n, i) => n + i.quantity, 0);
+  if (currencies.size > 1) {
+    summary.textContent = `${count} item(s) in more than one currency: one order takes one currency.`;
+    $("#place").disabled = true;
+    return;
+  }
+  const [currency] = currencies;
+  const total = items.reduce((sum, i) => sum + Number(products.get(i.sku).unitPrice) * i.quantity, 0);
+  summary.textContent = `${count} item(s), about ${money(total, currency)}`;
+  $("#place").disabled = false;
+}
+
+async function placeOrder(event) {
+  event.preventDefault();
+  clearError();
+  const customer = $("#customer");
+  if (!customer.checkValidity()) {
+    showError("The customer id must be 1–64 letters, digits, dots, dashes or underscores.");
+    customer.focus();
+    return;
+  }
+  const items = selectedItems();
+  if (!items.length) return;
+  const currency = products.get(items[0].sku).currency;
+  const button = $("#place");
+  button.disabled = true;
+  button.textContent = "Placing…";
+  try {
+    const response = await fetch(`${API}/orders`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json", "Idempotency-Key": newKey() },
+      body: JSON.stringify({ customerId: customer.value, currency, items }),
+    });
+    if (response.status !== 202) {
+      const [message, details] = await problemText(response);
+      showError(message, details);
+      return;
+    }
+    const accepted = await response.json();
+    track(accepted, items);
+    for (const input of document.querySelectorAll("#products input[type=number]")) input.value = "0";
+    updateSummary();
+  } catch (err) {
+    showError(`The order could not be sent: ${err.message}. Check your connection and try again.`);
+  } finally {
+    button.textContent = "Place order";
+    updateSummary();
+  }
+}
+
+function track(accepted, items) {
+  $("#no-orders").hidden = true;
+  const card = $("#order-template").content.firstElementChild.cloneNode(true);
+  $(".cid", card).textContent = accepted.correlationId;
+  $(".items", card).textContent = items.map((i) => `${i.quantity} × ${products.get(i.sku).name}`).join(", ");
+  $("#orders").prepend(card);
+  new OrderTracker(accepted, card).start();
+}
+
+class OrderTracker {
+  constructor(accepted, card) {
+    this.id = accepted.correlationId;
+    this.token = accepted.notifyToken;
+    const base = accepted.notifyUrl || `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+    const url = new URL(base, location.href);
+    url.searchParams.set("correlationId", this.id);
+    url.searchParams.set("token", this.token);
+    this.wsUrl = url.toString();
+    this.card = card;
+    this.done = false;
+    this.socket = null;
+    this.pollTimer = null;
+    this.retry = 0;
+    this.render({ status: accepted.status || "Accepted" });
+  }
+
+  start() {
+    this.connect();
+  }
+
+  connect() {
+    if (this.done) return;
+    let opened = false;
+    let socket;
+    try {
+      socket = new WebSocket(this.wsUrl);
+    } catch {
+      this.fallBack();
+      return;
+    }
+    this.socket = socket;
+    socket.addEventListener("open", () => {
+      opened = true;
+      this.retry = 0;
+      this.stopPolling();
+      this.channel("live", "Live");
+    });
+    socket.addEventListener("message", (msg) => {
+      let frame;
+      try { frame = JSON.parse(msg.data); } catch { return; }
+      if (frame.type === "status" && frame.correlationId === this.id) this.render(frame);
+    });
+    socket.addEventListener("close", (ev) => {
+      this.socket = null;
+      if (this.done) return;
+      // 4xx at the handshake (bad or expired token) shows up as a close before open: polling still works.
+      this.fallBack();
+      const delay = Math.min(10000, 1000 * 2 ** this.retry++);
+      if (opened || this.retry < 6) setTimeout(() => this.connect(), delay);
+    });
+  }
+
+  fallBack() {
+    if (this.done) return;
+    this.channel("polling", "Checking every few seconds");
+    if (this.pollTimer === null) {
+      this.poll();
+      this.pollTimer = setInterval(() => this.poll(), POLL_MS);
+    }
+  }
+
+  stopPolling() {
+    if (this.pollTimer !== null) clearInterval(this.pollTimer);
+    this.pollTimer = null;
+  }
+
+  async poll() {
+    try {
+      const response = await fetch(`${API}/orders/${encodeURIComponent(this.id)}`, { headers: { Accept: "application/json" } });
+      if (response.ok) this.render(await response.json());
+    } catch {
+      // Offline for a moment: the next tick tries again.
+    }
+  }
+
+  channel(mode, text) {
+    const el = $(".channel", this.card);
+    el.dataset.mode = mode;
+    el.textContent = text;
+  }
+
+  render(status) {
+    if (this.done) return;
+    const badge = $(".badge", this.card);
+    badge.dataset.status = status.status;
+    badge.textContent = status.status;
+    if (status.orderId !== undefined && status.orderId !== null) $(".order-id", this.card).textContent = String(status.orderId);
+    if (status.total) $(".total", this.card).textContent = money(status.total, status.currency || "");
+    const reason = $(".reason", this.card);
+    if (status.reason) {
+      reason.textContent = status.reason;
+      reason.hidden = false;
+    }
+    if (TERMINAL.has(status.status)) {
+      this.done = true;
+      this.stopPolling();
+      this.channel("done", "Final");
+      if (this.socket) this.socket.close(1000, "order finished");
+    }
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#order-form").addEventListener("submit", placeOrder);
+  loadProducts();
+});
