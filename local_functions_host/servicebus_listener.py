@@ -1,0 +1,351 @@
+"""Drives one Service Bus–triggered function with azure-servicebus receivers, as the Functions host does.
+
+Session-enabled entities: up to ``maxConcurrentSessions`` session receivers, each taking the next
+available session (NEXT_AVAILABLE), handing its messages to the function one at a time (or
+``maxConcurrentCallsPerSession`` at a time), and letting the session go after ``sessionIdleTimeout``
+without messages. Other entities: one receiver and up to ``maxConcurrentCalls`` invocations at once.
+With ``autoCompleteMessages`` a message is completed when the function returns and abandoned when it
+raises; after MaxDeliveryCount the broker dead-letters it. Locks (of messages, or of the session) are
+renewed up to ``maxAutoLockRenewalDuration`` while the function runs.
+
+The listener never gives up: when the broker is unreachable it retries with backoff, and it logs one
+line per change of state rather than one per failed attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusReceivedMessage, ServiceBusSubQueue
+from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError
+
+from .connections import ServiceBusConnection
+from .host_config import ServiceBusOptions
+from .invocation import Invoker
+from .loader import FunctionSpec
+from .messages import to_function_message
+
+log = logging.getLogger("local_functions_host.servicebus")
+
+# How often an idle receive call comes back to look at the stop flag; bounds shutdown latency.
+RECEIVE_POLL_SECONDS = 0.5
+_BACKOFF_FIRST = 0.5
+_BACKOFF_MAX = 30.0
+_RENEWAL_FOREVER = 10 * 365 * 86400.0
+
+
+class ListenerState(enum.StrEnum):
+    STARTING = "Starting"
+    LISTENING = "Listening"
+    DISCONNECTED = "Disconnected"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+
+
+class _Backoff:
+    def __init__(self) -> None:
+        self._next = _BACKOFF_FIRST
+
+    def reset(self) -> None:
+        self._next = _BACKOFF_FIRST
+
+    def next_delay(self) -> float:
+        delay = self._next
+        self._next = min(self._next * 2, _BACKOFF_MAX)
+        return delay * random.uniform(0.8, 1.2)
+
+
+class ServiceBusListener:
+    """Runs the receive loops of one function; ``start()`` returns at once, ``stop()`` drains."""
+
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        connection: ServiceBusConnection,
+        options: ServiceBusOptions,
+        invoker: Invoker,
+        *,
+        client_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        assert spec.service_bus is not None
+        self.spec = spec
+        self.trigger = spec.service_bus
+        self.connection = connection
+        self.options = options
+        self._invoker = invoker
+        self._client_factory = client_factory or (lambda: connection.create_client())
+        self.state = ListenerState.STARTING
+        self.state_since = time.time()
+        self.last_error: str | None = None
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._acquiring: set[asyncio.Task[None]] = set()
+        self._client: Any = None
+        self._renewer: Any = None
+
+    @property
+    def description(self) -> str:
+        kind = "dead-letter queue of " if self.trigger.dead_letter else ""
+        sessions = ", sessions" if self.trigger.sessions else ""
+        return f"{kind}{self.trigger.entity} ({self.connection.endpoint}{sessions})"
+
+    async def start(self) -> None:
+        from azure.servicebus.aio import AutoLockRenewer
+
+        self._client = self._client_factory()
+        renewal = self.options.max_auto_lock_renewal_duration
+        if renewal is None or renewal > 0:
+            self._renewer = AutoLockRenewer(
+                max_lock_renewal_duration=_RENEWAL_FOREVER if renewal is None else renewal,
+                on_lock_renew_failure=self._lock_renewal_failed,
+            )
+        if self.trigger.sessions:
+            self._tasks = [
+                asyncio.create_task(self._session_loop(slot), name=f"{self.spec.name}-session-{slot}")
+                for slot in range(self.options.max_concurrent_sessions)
+            ]
+        else:
+            self._tasks = [asyncio.create_task(self._queue_loop(), name=f"{self.spec.name}-receiver")]
+
+    async def stop(self, timeout: float) -> None:
+        """Stop receiving, let invocations under way finish (up to ``timeout`` s), then close the links."""
+        if self.state != ListenerState.STOPPED:
+            self._set_state(ListenerState.STOPPING)
+        self._stopping.set()
+        for task in list(self._acquiring):
+            task.cancel()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=timeout)
+            if pending:
+                log.warning(
+                    "Function %s: invocations still running after %.0fs; cancelling them (their messages "
+                    "will be delivered again when the lock expires).", self.spec.name, timeout,
+                    extra={"functionName": self.spec.name},
+                )
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=5)
+        for closer in (self._renewer, self._client):
+            if closer is not None:
+                try:
+                    await asyncio.wait_for(closer.close(), timeout=5)
+                except Exception as exc:  # closing a dead connection may fail; nothing is left to do
+                    log.debug("Closing %s failed: %r", type(closer).__name__, exc)
+        self._set_state(ListenerState.STOPPED)
+
+    # -- receive loops -------------------------------------------------------------------------
+
+    def _receiver(self, *, session: bool) -> Any:
+        kwargs: dict[str, Any] = {"prefetch_count": self.options.prefetch_count}
+        if self._renewer is not None:
+            kwargs["auto_lock_renewer"] = self._renewer
+        if session:
+            kwargs["session_id"] = NEXT_AVAILABLE_SESSION
+            kwargs["max_wait_time"] = self.options.try_timeout
+        if self.trigger.dead_letter:
+            kwargs["sub_queue"] = ServiceBusSubQueue.DEAD_LETTER
+        if self.trigger.queue_name:
+            return self._client.get_queue_receiver(self.trigger.queue_name, **kwargs)
+        return self._client.get_subscription_receiver(
+            self.trigger.topic_name, self.trigger.subscription_name, **kwargs
+        )
+
+    async def _session_loop(self, slot: int) -> None:
+        backoff = _Backoff()
+        current = asyncio.current_task()
+        assert current is not None
+        while not self._stopping.is_set():
+            try:
+                receiver = self._receiver(session=True)
+                # Waiting for a session to become free is the only phase a stop may cancel: no
+                # message has been handed out yet.
+                self._acquiring.add(current)
+                try:
+                    await receiver.__aenter__()
+                except BaseException:
+                    await _quietly(receiver.close())
+                    raise
+                finally:
+                    self._acquiring.discard(current)
+                try:
+                    self._connected()
+                    backoff.reset()
+                    await self._drain_session(receiver)
+                finally:
+                    await _quietly(receiver.close())
+            except OperationTimeoutError:
+                # No session had messages within the wait; the broker answered, so we are connected.
+                self._connected()
+            except asyncio.CancelledError:
+                if self._stopping.is_set():
+                    return
+                raise
+            except Exception as exc:
+                if self._stopping.is_set():
+                    return
+                await self._disconnected(exc, backoff)
+
+    async def _drain_session(self, receiver: Any) -> None:
+        session = receiver.session
+        log.debug("Function %s: took session %r", self.spec.name, session.session_id)
+        loop = asyncio.get_running_loop()
+        idle_until = loop.time() + self.options.session_idle_timeout
+        while not self._stopping.is_set():
+            remaining = idle_until - loop.time()
+            if remaining <= 0:
+                log.debug("Function %s: session %r idle, releasing it", self.spec.name, session.session_id)
+                return
+            messages = await receiver.receive_messages(
+                max_message_count=self.options.max_concurrent_calls_per_session,
+                max_wait_time=min(remaining, RECEIVE_POLL_SECONDS),
+            )
+            if not messages:
+                continue
+            self._connected()
+            locked_until = session.locked_until_utc
+            if len(messages) == 1:
+                await self._handle(receiver, messages[0], locked_until)
+            else:
+                await asyncio.gather(*(self._handle(receiver, m, locked_until) for m in messages))
+            idle_until = loop.time() + self.options.session_idle_timeout
+
+    async def _queue_loop(self) -> None:
+        backoff = _Backoff()
+        limit = self.options.max_concurrent_calls
+        while not self._stopping.is_set():
+            in_flight: set[asyncio.Task[None]] = set()
+            try:
+                async with self._receiver(session=False) as receiver:
+                    self._connected()
+                    backoff.reset()
+                    try:
+                        while not self._stopping.is_set():
+                            if len(in_flight) >= limit:
+                                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                                continue
+                            # One at a time: the SDK holds a multi-message receive open for 0.2 s
+                            # after the first message, which would delay it.
+                            messages = await receiver.receive_messages(
+                                max_message_count=1, max_wait_time=RECEIVE_POLL_SECONDS
+                            )
+                            for message in messages:
+                                self._connected()
+                                task = asyncio.create_task(self._handle(receiver, message, None))
+                                in_flight.add(task)
+                                task.add_done_callback(in_flight.discard)
+                    finally:
+                        if in_flight:
+                            await asyncio.wait(in_flight)
+            except asyncio.CancelledError:
+                for task in in_flight:
+                    task.cancel()
+                if self._stopping.is_set():
+                    return
+                raise
+            except Exception as exc:
+                if self._stopping.is_set():
+                    return
+                await self._disconnected(exc, backoff)
+
+    # -- one message ---------------------------------------------------------------------------
+
+    async def _handle(self, receiver: Any, message: ServiceBusReceivedMessage, session_locked_until: Any) -> None:
+        fields = {
+            "messageId": message.message_id,
+            "correlationId": message.correlation_id,
+            "sessionId": message.session_id,
+        }
+        try:
+            function_message = to_function_message(
+                message, function_name=self.spec.name, session_locked_until=session_locked_until
+            )
+        except Exception:
+            log.exception(
+                "Function %s: message %s could not be converted for the function; abandoning it.",
+                self.spec.name, message.message_id, extra={"functionName": self.spec.name, **fields},
+            )
+            await self._settle(receiver.abandon_message, message, "abandon", fields)
+            return
+        properties = function_message.application_properties or {}
+        trace_parent = str(properties.get("traceparent") or properties.get("Diagnostic-Id") or "")
+        try:
+            await self._invoker.invoke(self.spec, function_message, trace_parent=trace_parent, log_fields=fields)
+        except Exception:
+            # The invoker logged the exception; the broker counts the delivery and redelivers.
+            if self.options.auto_complete_messages:
+                await self._settle(receiver.abandon_message, message, "abandon", fields)
+            return
+        if self.options.auto_complete_messages:
+            await self._settle(receiver.complete_message, message, "complete", fields)
+
+    async def _settle(
+        self,
+        action: Callable[[ServiceBusReceivedMessage], Awaitable[None]],
+        message: ServiceBusReceivedMessage,
+        name: str,
+        fields: dict[str, Any],
+    ) -> None:
+        try:
+            await action(message)
+        except Exception as exc:
+            log.warning(
+                "Function %s: could not %s message %s (%s: %s); the broker will deliver it again after its "
+                "lock expires.", self.spec.name, name, message.message_id, type(exc).__name__, exc,
+                extra={"functionName": self.spec.name, **fields},
+            )
+
+    async def _lock_renewal_failed(self, renewable: Any, error: Exception | None) -> None:
+        log.warning(
+            "Function %s: lock renewal stopped for %r (%s); another receiver may get it once the lock expires.",
+            self.spec.name, getattr(renewable, "message_id", None) or getattr(renewable, "session_id", renewable),
+            error or "maxAutoLockRenewalDuration reached", extra={"functionName": self.spec.name},
+        )
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _connected(self) -> None:
+        if self.state in (ListenerState.STARTING, ListenerState.DISCONNECTED):
+            was = self.state
+            self._set_state(ListenerState.LISTENING)
+            self.last_error = None
+            if was == ListenerState.DISCONNECTED:
+                log.info("Function %s: reconnected to %s", self.spec.name, self.description,
+                         extra={"functionName": self.spec.name, "listenerState": str(self.state)})
+            else:
+                log.info("Function %s: listening on %s", self.spec.name, self.description,
+                         extra={"functionName": self.spec.name, "listenerState": str(self.state)})
+
+    async def _disconnected(self, exc: Exception, backoff: _Backoff) -> None:
+        delay = backoff.next_delay()
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if self.state != ListenerState.DISCONNECTED and not self._stopping.is_set():
+            self._set_state(ListenerState.DISCONNECTED)
+            level = logging.WARNING if isinstance(exc, (ServiceBusError, OSError)) else logging.ERROR
+            log.log(
+                level,
+                "Function %s: cannot receive from %s (%s); retrying with backoff until it answers.",
+                self.spec.name, self.description, self.last_error,
+                exc_info=exc if level == logging.ERROR else None,
+                extra={"functionName": self.spec.name, "listenerState": str(self.state)},
+            )
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+        except TimeoutError:
+            pass
+
+    def _set_state(self, state: ListenerState) -> None:
+        self.state = state
+        self.state_since = time.time()
+
+
+async def _quietly(awaitable: Awaitable[Any]) -> None:
+    try:
+        await awaitable
+    except Exception as exc:
+        log.debug("Closing a receiver failed: %r", exc)
