@@ -333,3 +333,24 @@ def test_sqlite_reads_do_not_queue_behind_a_writer(tmp_path, events, clock):
                 assert uow.orders.get(cid(1)).status is OrderStatus.COMPLETED
     finally:
         engine.dispose()
+
+
+def test_migrate_takes_a_plain_url_and_is_idempotent(sql_url):
+    migrate(sql_url)
+    migrate(sql_url)
+    engine = create_engine_for(Settings(sql_url))
+    try:
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+            assert connection.scalar(select(func.count()).select_from(orders)) == 0
+    finally:
+        engine.dispose()
+
+
+def test_the_command_line_migrates_and_seeds_a_fresh_sqlite_file(tmp_path):
+    url = f"sqlite:///{tmp_path / 'sub' / 'orders.db'}"
+    runs = [subprocess.run([sys.executable, "-m", "orders.adapters.sql", "seed", "--url", url], cwd=REPO,
+                           capture_output=True, text=True, check=True, timeout=60) for _ in range(2)]
+    reports = [json.loads(run.stdout) for run in runs]
+    assert [report["productsAdded"] for report in reports] == [len(load_catalog()), 0]
+    assert reports[0]["event"] == "order store migrated and seeded"
