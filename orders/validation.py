@@ -182,6 +182,8 @@ def parse_order_body(raw: bytes | str) -> OrderBody:
         document = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise MalformedJson(f"the body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise MalformedJson("the body is not valid JSON: it is nested too deeply") from None
     try:
         return OrderBody.model_validate(document)
     except ValidationError as error:
@@ -215,6 +217,8 @@ def parse_order_message(body: bytes | str) -> ProcessOrder:
         document = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise PoisonMessage(f"message body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise PoisonMessage("message body is not valid JSON: it is nested too deeply") from None
     if not isinstance(document, dict):
         raise PoisonMessage("message body must be a JSON object")
     version = document.get("schemaVersion")

@@ -36,7 +36,7 @@ def test_a_valid_body_becomes_a_submit_command():
     assert (command.idempotency_key, command.traceparent) == ("key-1", "00-trace-01")
 
 
-@pytest.mark.parametrize("raw", [b"", b"{", b"not json", b"\xff\xfe"])
+@pytest.mark.parametrize("raw", [b"", b"{", b"not json", b"\xff\xfe", b"[" * 60_000])
 def test_malformed_json_is_its_own_error(raw):
     with pytest.raises(MalformedJson, match="not valid JSON"):
         parse_order_body(raw)
@@ -142,6 +142,7 @@ def test_a_v1_message_becomes_a_process_command():
 
 @pytest.mark.parametrize(("body", "reason"), [
     (b"\x00garbage", "not valid JSON"),
+    (b'{"a":' * 40_000, "nested too deeply"),
     (b"[1, 2]", "must be a JSON object"),
     (json.dumps({**MESSAGE, "schemaVersion": 2}), "unsupported schemaVersion 2"),
     (json.dumps({k: v for k, v in MESSAGE.items() if k != "schemaVersion"}), "unsupported schemaVersion None"),
