@@ -41,6 +41,7 @@ class ChildProcess:
                 if self.echo is not None:
                     self.echo.write(f"{self.name:>10} | {line}")
                     self.echo.flush()
+        process.stdout.close()
 
     @property
     def running(self) -> bool:

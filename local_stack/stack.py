@@ -22,6 +22,15 @@ DEV_NOTIFY_SECRET = "local-development-only-notify-secret"
 DEV_INTERNAL_SECRET = "local-development-only-internal-secret"
 
 
+def local_broker_connection_string(port: int) -> str:
+    """The connection string of a local broker running its default configuration."""
+    from localbus.config import default_config
+
+    config = default_config()
+    return (f"Endpoint=sb://localhost:{port};SharedAccessKeyName={config.key_name};"
+            f"SharedAccessKey={config.key};UseDevelopmentEmulator=true;")
+
+
 @dataclass(frozen=True)
 class StackPorts:
     host: int = 7071
@@ -66,13 +75,15 @@ class LocalStack:
     """
 
     def __init__(self, data_dir: Path, ports: StackPorts | None = None, *, environ: Mapping[str, str] | None = None,
-                 echo: IO[str] | None = None, prefer_real_redis: bool = True) -> None:
+                 echo: IO[str] | None = None, prefer_real_redis: bool = True,
+                 host_functions: list[str] | None = None) -> None:
         self.data_dir = data_dir
         self.ports = ports or StackPorts()
         self.echo = echo
         self.log_dir = data_dir / "logs"
         self._overrides = dict(environ or {})
         self._prefer_real_redis = prefer_real_redis
+        self._host_functions = host_functions
         self.redis: RedisServer | EmbeddedRedis | None = None
         self.redis_kind = ""
         self.broker: ChildProcess | None = None
@@ -107,8 +118,10 @@ class LocalStack:
         self._start_broker()
         self.env = self._environment()
         self._migrate_and_seed()
-        self.host = self._child("host", ["-m", "local_functions_host", "--script-root", str(ROOT),
-                                         "--port", str(self.ports.host)])
+        host_args = ["-m", "local_functions_host", "--script-root", str(ROOT), "--port", str(self.ports.host)]
+        if self._host_functions:
+            host_args += ["--functions", ",".join(self._host_functions)]
+        self.host = self._child("host", host_args)
         self.start_host()
         for index, port in enumerate(self.ports.websocket):
             ws = self._child(f"ws-{index}", ["-m", "websocket_service"], self._websocket_env(index, port))
@@ -134,7 +147,8 @@ class LocalStack:
     def start_broker(self) -> None:
         assert self.broker is not None
         self.broker.start()
-        self._wait(self.broker, self.ports.broker)
+        # The status port, not the AMQP port: a bare TCP probe would read as a malformed AMQP connection.
+        self._wait(self.broker, self.ports.broker_http)
 
     def _wait(self, child: ChildProcess, port: int, timeout: float = 30.0) -> None:
         try:
@@ -170,8 +184,6 @@ class LocalStack:
         self.start_broker()
 
     def _environment(self) -> dict[str, str]:
-        from localbus.testing import connection_string_for
-
         defaults = {
             "FUNCTIONS_WORKER_RUNTIME": "python",
             "PYTHON_SCRIPT_FILE_NAME": "functions_entry.py",
@@ -180,12 +192,12 @@ class LocalStack:
             "SQL_URL": f"sqlite:///{self.data_dir / 'orders.db'}",
             "REDIS_URL": f"redis://127.0.0.1:{self.ports.redis}/0",
             "NOTIFY_TOKEN_SECRET": DEV_NOTIFY_SECRET,
-            "NOTIFY_PUBLIC_URL": self.ws_url(0),
+            "NOTIFY_PUBLIC_URL": self.ws_url(0) if self.ports.websocket else "ws://127.0.0.1:8080/ws",
             "WS_INTERNAL_SECRET": DEV_INTERNAL_SECRET,
             "STATUS_API_URL": self.api_url,
         }
         if self.broker is not None:
-            defaults["ServiceBusConnection"] = connection_string_for(self.ports.broker)
+            defaults["ServiceBusConnection"] = local_broker_connection_string(self.ports.broker)
         env = {**os.environ, **defaults, **self._overrides}
         env["PYTHONUNBUFFERED"] = "1"
         return env
