@@ -14,12 +14,19 @@ from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import create_engine, event
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 from sqlalchemy.schema import CreateTable
 
 from orders.adapters.sql import create_engine_for, migration_sql
 from orders.adapters.sql.engine import AZURE_SQL_SCOPE, SQL_COPT_SS_ACCESS_TOKEN, access_token_struct
 from orders.adapters.sql.schema import orders, products
-from orders.adapters.sql.store import INSERT_ORDER, RESERVE_STOCK, SELECT_ORDER
+from orders.adapters.sql.store import (
+    INSERT_ORDER,
+    RESERVE_STOCK,
+    SELECT_ORDER,
+    is_correlation_conflict,
+    is_transient,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 AZURE_URL = ("mssql+pyodbc://@my-server.database.windows.net/orders"
@@ -155,3 +162,34 @@ def test_entra_auth_is_refused_for_engines_that_cannot_use_it():
     settings = SimpleNamespace(sql_url="postgresql+psycopg://db/orders", sql_entra_auth=True)
     with pytest.raises(ValueError, match="Azure SQL"):
         create_engine_for(settings, credential=FakeCredential())
+
+
+def sql_server_error(kind, message):
+    """A DBAPI error worded as pyodbc reports SQL Server errors: ``(SQLSTATE, text ending in (number))``."""
+    return kind("INSERT ...", {}, Exception("42000", message))
+
+
+@pytest.mark.parametrize("message", [
+    "[40001] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Transaction (Process ID 57) was deadlocked on "
+    "lock resources with another process and has been chosen as the deadlock victim. Rerun the transaction. "
+    "(1205) (SQLExecDirectW)",
+    "[HY000] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Database 'orders' on server 'my-server' is not "
+    "currently available. Please retry the connection later. (40613) (SQLDriverConnect)",
+    "[HY000] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Resource ID : 1. The request limit for the "
+    "database is 60 and has been reached. (10928) (SQLExecDirectW)",
+])
+def test_sql_server_deadlocks_and_azure_sql_throttling_are_retried(message):
+    assert is_transient(sql_server_error(ProgrammingError, message))
+
+
+def test_a_duplicate_correlation_id_on_sql_server_is_recognised_and_not_retried():
+    error = sql_server_error(IntegrityError, (
+        "[23000] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Violation of UNIQUE KEY constraint "
+        "'uq_orders_correlation_id'. Cannot insert duplicate key in object 'dbo.orders'. The duplicate key value "
+        "is (0d3c1d4e-6f10-4c1c-9a3b-5f2f7f0f9c11). (2627) (SQLExecDirectW)"))
+    assert is_correlation_conflict(error)
+    assert not is_transient(error)
+    other = sql_server_error(IntegrityError, (
+        "[23000] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]The INSERT statement conflicted with the "
+        "FOREIGN KEY constraint \"fk_order_lines_sku_products\". (547) (SQLExecDirectW)"))
+    assert not is_correlation_conflict(other)

@@ -94,7 +94,7 @@ class SqlOrderStore:
                 "updated_at": record.at,
             }).scalar_one()
         except IntegrityError as error:
-            if _is_correlation_conflict(error):
+            if is_correlation_conflict(error):
                 raise DuplicateOrder(record.correlation_id) from error
             raise
         if record.lines:
@@ -171,7 +171,9 @@ def _product(row: object) -> Product:
                    currency=row.currency, stock=row.stock)  # type: ignore[attr-defined]
 
 
-def _is_correlation_conflict(error: IntegrityError) -> bool:
+def is_correlation_conflict(error: IntegrityError) -> bool:
+    """True when the violated constraint is the unique key on ``orders.correlation_id`` (each engine words it
+    differently: SQLite names the column, PostgreSQL and SQL Server the constraint)."""
     text = str(error.orig)
     return CORRELATION_UNIQUE in text or "orders.correlation_id" in text
 
