@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -23,6 +23,8 @@ class FakeDatabase:
     next_order_id: int = 1
     commits: int = 0
     down: bool = False
+    #: Runs once, just before the next ``add``: lets a test commit a competing transaction at that moment.
+    before_next_add: Callable[[], None] | None = None
 
     def stock(self, sku: str) -> int:
         return self.products[sku].stock
@@ -56,6 +58,9 @@ class FakeOrderStore:
         return True
 
     def add(self, record: OrderRecord) -> int:
+        hook, self._database.before_next_add = self._database.before_next_add, None
+        if hook is not None:
+            hook()
         if record.correlation_id in self.orders_state or record.correlation_id in self._database.orders:
             raise DuplicateOrder(record.correlation_id)
         order_id = self._database.next_order_id

@@ -156,6 +156,8 @@ def _decide_and_store(command: ProcessOrder, uow_factory: UnitOfWorkFactory, clo
             existing = uow.orders.get(cid)
             if existing is None:
                 raise TransientError(f"order {cid} was reported stored but cannot be read back") from None
+            log.info("order stored concurrently by another delivery",
+                     extra={"correlationId": cid, "status": existing.status.value})
             return existing
     outcome = record.outcome(order_id)
     log.info("order processed", extra={"correlationId": cid, "status": outcome.status.value,

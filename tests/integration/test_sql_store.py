@@ -268,32 +268,28 @@ RACER = textwrap.dedent("""
         def publish(self, event):
             pass
 
-    worker, attempts = int(sys.argv[2]), int(sys.argv[3])
+    correlation_ids = json.loads(sys.argv[2])
     engine = create_engine_for(Settings())
     with engine.connect():
         pass  # connect before the start line, so the race is about orders, not start-up
     print("ready", flush=True)
     sys.stdin.readline()
     results = []
-    for n in range(attempts):
-        cid = f"00000000-0000-4000-{worker:04d}-{n:012d}"
-        command = ProcessOrder(cid, f"c-{worker}", "EUR", (OrderLine("SKU-5", 1), OrderLine("SKU-3", 1)),
+    for cid in correlation_ids:
+        command = ProcessOrder(cid, "c-1", "EUR", (OrderLine("SKU-5", 1), OrderLine("SKU-3", 1)),
                                datetime.now(UTC))
         outcome = process_order(command, uow_factory=SqlUnitOfWork.factory(engine),
                                 publisher=FakeStatusPublisher(), clock=SystemClock())
-        results.append(outcome.status.value)
+        results.append([outcome.status.value, outcome.order_id])
     engine.dispose()
     print(json.dumps(results), flush=True)
 """)
 
 
-def test_processes_racing_for_the_last_units_sell_exactly_that_many(engine, sql_url):
-    """Four OS processes, six attempts each, race for the last five units of SKU-5."""
-    last_units, racers, attempts = 5, 4, 6
-    set_stock(engine, "SKU-5", last_units)
-    other_before = stock(engine, "SKU-3")
-    procs = [subprocess.Popen([sys.executable, "-c", RACER, sql_url, str(w), str(attempts)], cwd=REPO,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for w in range(racers)]
+def race(sql_url: str, work: list[list[str]]) -> list[list[list]]:
+    """Run one process per list of correlationIds, all starting at once; each returns [status, orderId] pairs."""
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, sql_url, json.dumps(ids)], cwd=REPO,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for ids in work]
     try:
         for proc in procs:
             assert proc.stdout.readline().strip() == "ready"
@@ -306,8 +302,17 @@ def test_processes_racing_for_the_last_units_sell_exactly_that_many(engine, sql_
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    assert all(proc.returncode == 0 for proc in procs)
-    flat = [status for worker in results for status in worker]
+    assert [proc.returncode for proc in procs] == [0] * len(procs)
+    return results
+
+
+def test_processes_racing_for_the_last_units_sell_exactly_that_many(engine, sql_url):
+    """Four OS processes, six orders each, race for the last five units of SKU-5."""
+    last_units, racers, attempts = 5, 4, 6
+    set_stock(engine, "SKU-5", last_units)
+    other_before = stock(engine, "SKU-3")
+    results = race(sql_url, [[cid(100 * w + n) for n in range(attempts)] for w in range(racers)])
+    flat = [status for worker in results for status, _ in worker]
     assert flat.count("Completed") == last_units
     assert flat.count("Rejected") == racers * attempts - last_units
     assert stock(engine, "SKU-5") == 0
@@ -316,6 +321,22 @@ def test_processes_racing_for_the_last_units_sell_exactly_that_many(engine, sql_
         sold = connection.scalar(select(func.sum(order_lines.c.quantity)).where(order_lines.c.sku == "SKU-5"))
     assert sold == last_units
     assert count(engine, orders) == racers * attempts
+
+
+def test_processes_delivered_the_same_orders_at_once_make_each_order_once(engine, sql_url):
+    """Three OS processes each get the same eight messages at the same moment (a duplicated delivery): every
+    process reports the same OrderId per order, and stock moves once per order."""
+    set_stock(engine, "SKU-5", 100)
+    other_before = stock(engine, "SKU-3")
+    same = [cid(n) for n in range(8)]
+    results = race(sql_url, [same, same, same])
+    assert results[0] == results[1] == results[2]
+    assert {status for status, _ in results[0]} == {"Completed"}
+    assert len({order_id for _, order_id in results[0]}) == 8
+    assert stock(engine, "SKU-5") == 100 - 8
+    assert stock(engine, "SKU-3") == other_before - 8
+    assert count(engine, orders) == 8
+    assert count(engine, order_lines) == 16
 
 
 def test_sqlite_reads_do_not_queue_behind_a_writer(tmp_path, events, clock):

@@ -153,6 +153,17 @@ def test_a_redelivered_order_gets_the_same_answer_without_touching_stock(databas
     assert events.events[0] == events.events[1]
 
 
+def test_a_concurrent_delivery_that_commits_first_wins_and_its_answer_is_returned(database, uow_factory, events,
+                                                                                  clock):
+    winner = []
+    database.before_next_add = lambda: winner.append(process(order(("SKU-1", 2)), uow_factory, events, clock))
+    outcome = process(order(("SKU-1", 2)), uow_factory, events, clock)
+    assert outcome == winner[0]
+    assert database.stock("SKU-1") == 8  # the loser's reservation was rolled back
+    assert len(database.orders) == 1
+    assert [e.order_id for e in events.events] == [outcome.order_id] * 2
+
+
 def test_unknown_sku_rejects_and_the_rejection_is_remembered(database, uow_factory, events, clock):
     outcome = process(order(("SKU-1", 1), ("SKU-404", 1)), uow_factory, events, clock)
     assert outcome.status is OrderStatus.REJECTED
