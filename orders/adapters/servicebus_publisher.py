@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +66,8 @@ class ServiceBusPublisher:
         self._sender: ServiceBusSender | None = None
         self._pending: deque[tuple[Envelope, asyncio.Future[None]]] = deque()
         self._flusher: asyncio.Task[None] | None = None
+        self._sending_since: float | None = None
+        self._last_error: str | None = None
 
     async def publish(self, envelope: Envelope) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -78,13 +81,23 @@ class ServiceBusPublisher:
         except TimeoutError:
             raise PublishFailed(f"queue '{self._queue}' did not acknowledge within {self._timeout:.0f}s") from None
 
-    async def check(self) -> None:
-        """Raise ``PublishFailed`` unless a sender link to the queue is open (for health checks)."""
+    async def check(self, stuck_after_seconds: float = 3.0) -> None:
+        """Raise ``PublishFailed`` unless the broker is taking messages (for health checks).
+
+        A send that has waited for the broker longer than ``stuck_after_seconds`` means it is not; after a
+        failed send the link is opened afresh, which fails while the broker is down.
+        """
+        if self._sending_since is not None and time.monotonic() - self._sending_since > stuck_after_seconds:
+            raise PublishFailed(f"queue '{self._queue}': a send has waited "
+                                f"{time.monotonic() - self._sending_since:.0f}s for the broker")
+        if self._last_error is not None and self._sending_since is None:
+            await self._reset()
         try:
             await self._open_sender()
         except Exception as error:
             await self._reset()
             raise PublishFailed(f"queue '{self._queue}' is unreachable: {error}") from error
+        self._last_error = None
 
     async def close(self) -> None:
         if self._flusher is not None:
@@ -116,6 +129,7 @@ class ServiceBusPublisher:
                 await self._send(live)
 
     async def _send(self, items: list[tuple[Envelope, asyncio.Future[None]]]) -> None:
+        self._sending_since = time.monotonic()
         try:
             sender = await self._open_sender()
             batch = await sender.create_message_batch()
@@ -135,6 +149,7 @@ class ServiceBusPublisher:
             if items:
                 await sender.send_messages(batch)
         except Exception as error:
+            self._last_error = str(error)
             log.warning(
                 "sending to Service Bus failed", extra={"queue": self._queue, "messages": len(items), "error": str(error)}
             )
@@ -143,6 +158,9 @@ class ServiceBusPublisher:
                 if not future.done():
                     future.set_exception(PublishFailed(f"queue '{self._queue}' did not accept the message: {error}"))
             return
+        finally:
+            self._sending_since = None
+        self._last_error = None
         for _, future in items:
             if not future.done():
                 future.set_result(None)
