@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import Engine, text
 
 from orders.adapters.azure_clients import redis_client, servicebus_client_factory
+from orders.adapters.clock import SystemClock
 from orders.adapters.redis_correlation_registry import RedisCorrelationRegistry
 from orders.adapters.servicebus_messaging import ServiceBusOrderPublisher, ServiceBusStatusEventPublisher
 from orders.adapters.servicebus_publisher import ServiceBusPublisher
@@ -20,11 +20,6 @@ from orders.adapters.sql import SqlUnitOfWork, create_engine_for
 from orders.domain.ports import UnitOfWorkFactory
 from orders.service_layer.handlers import IntakeOptions
 from orders.settings import OrderSettings
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 @dataclass
