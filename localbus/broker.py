@@ -1,0 +1,153 @@
+"""The broker as a whole: store + journal + AMQP reactor thread + HTTP stats endpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from proton.reactor import Container
+
+from .config import BrokerConfig, load_config
+from .journal import SqliteJournal
+from .server import AmqpHandler
+from .store import Store
+
+log = logging.getLogger("localbus")
+
+DEFAULT_PORT = 5682
+DEFAULT_HTTP_PORT = 5683
+
+
+class Broker:
+    """A running broker. ``start()`` returns once it accepts connections; ``stop()`` shuts it down."""
+
+    def __init__(
+        self,
+        config: BrokerConfig | dict | str | Path | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        http_port: int | None = DEFAULT_HTTP_PORT,
+        data_dir: str | Path | None = None,
+        in_memory: bool = False,
+    ) -> None:
+        self.config = load_config(config)
+        self.host = host
+        self.port = port
+        self.http_port = http_port
+        if not in_memory and data_dir is None:
+            raise ValueError("data_dir is required unless in_memory=True")
+        self.data_dir = None if in_memory else Path(data_dir)
+        self._handler: AmqpHandler | None = None
+        self._thread: threading.Thread | None = None
+        self._http: ThreadingHTTPServer | None = None
+        self._http_thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.store: Store | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"Endpoint=sb://localhost:{self.port};SharedAccessKeyName={self.config.key_name};"
+            f"SharedAccessKey={self.config.key};UseDevelopmentEmulator=true;"
+        )
+
+    def start(self) -> "Broker":
+        journal = SqliteJournal(self.data_dir) if self.data_dir is not None else None
+        self.store = Store(self.config, journal)
+        self._handler = AmqpHandler(self.store, self.config, self._on_listening, self.host, self.port)
+        self._thread = threading.Thread(target=self._run, name="localbus-reactor", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the broker's reactor did not start within 10 s")
+        if self._error is not None:
+            raise self._error
+        if self.http_port is not None:
+            self._http = ThreadingHTTPServer((self.host, self.http_port), _make_http_handler(self))
+            self._http.daemon_threads = True
+            self.http_port = self._http.server_address[1]
+            self._http_thread = threading.Thread(target=self._http.serve_forever, name="localbus-http", daemon=True)
+            self._http_thread.start()
+        return self
+
+    def _on_listening(self, port: int) -> None:
+        self.port = port
+        self._ready.set()
+
+    def _run(self) -> None:
+        try:
+            Container(self._handler).run()
+        except BaseException as exc:  # noqa: BLE001 - reported to start() or logged
+            self._error = exc
+            log.exception("broker reactor stopped with an error", extra={"event": "reactor-crashed"})
+            self._ready.set()
+
+    def stats(self) -> dict[str, Any]:
+        """Per-queue counts, computed on the reactor thread."""
+        return self._handler.call(self.store.stats).result(timeout=10)
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+        if self._thread is not None and self._thread.is_alive() and self._handler is not None:
+            try:
+                self._handler.call(self._handler.shutdown).result(timeout=10)
+            except Exception:  # noqa: BLE001 - the thread is joined below regardless
+                pass
+            self._thread.join(timeout=10)
+        if self.store is not None:
+            self.store.journal.close()
+            self.store = None
+
+    def wait(self) -> None:
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(0.5)
+
+    def __enter__(self) -> "Broker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _make_http_handler(broker: Broker):
+    class StatsHandler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            path = self.path.split("?")[0].rstrip("/") or "/"
+            if path == "/healthz":
+                self._send(200, {"status": "ok"})
+            elif path == "/queues":
+                try:
+                    self._send(200, broker.stats())
+                except Exception as exc:  # noqa: BLE001
+                    self._send(503, {"error": f"stats unavailable: {exc}"})
+            elif path.startswith("/queues/"):
+                name = path[len("/queues/"):]
+                stats = broker.stats()
+                if name in stats:
+                    self._send(200, stats[name])
+                else:
+                    self._send(404, {"error": f"no queue named {name!r}; known: {sorted(stats)}"})
+            else:
+                self._send(404, {"error": "unknown path; use GET /queues or GET /healthz"})
+
+        def _send(self, status: int, body: Any) -> None:
+            raw = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+    return StatsHandler
