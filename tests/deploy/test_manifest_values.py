@@ -262,3 +262,51 @@ def test_network_policies(rendered, target: str) -> None:
     for rule in ingress_rules_for("orders-intake"):
         for peer in rule["from"]:
             assert "ipBlock" not in peer, "the intake is reached through the ingress controller only"
+
+
+def container_environment(objects: list[dict], deployment: str) -> dict[str, str]:
+    """The environment the container starts with: its ConfigMaps, literal values (with $(VAR) expanded),
+    and a stand-in for each value the pod gets at run time (Key Vault secrets, the pod's address)."""
+    spec = pod_specs(objects)[deployment]
+    container = spec["containers"][0]
+    maps = {o["metadata"]["name"]: o["data"] for o in objects if o["kind"] == "ConfigMap"}
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(maps[source["configMapRef"]["name"]])
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], var["value"])
+        else:
+            env[var["name"]] = f"run-time-value-of-{var['name']}"
+    # Set by the workload identity webhook from the ServiceAccount's annotation.
+    env["AZURE_CLIENT_ID"] = next(o for o in objects if o["kind"] == "ServiceAccount" and o["metadata"]["name"] ==
+                                  spec["serviceAccountName"])["metadata"]["annotations"]["azure.workload.identity/client-id"]
+    return env
+
+
+@pytest.mark.parametrize("deployment", ["orders-intake", "orders-processor"])
+def test_function_app_accepts_the_deployed_settings(rendered, deployment: str) -> None:
+    from orders.settings import OrderSettings
+
+    objects = rendered["overlays/prod"]
+    settings = OrderSettings.model_validate(container_environment(objects, deployment))
+    assert settings.servicebus_connection is None
+    assert settings.servicebus_namespace == "sb-orders-prod.servicebus.windows.net"
+    assert settings.sql_entra_auth and settings.redis_entra_auth
+    assert settings.orders_queue == "orders" and settings.order_status_queue == "order-status"
+    assert settings.sql_url.startswith("mssql+pyodbc://@sql-orders-prod.database.windows.net/")
+
+
+def test_websocket_service_accepts_the_deployed_settings(rendered) -> None:
+    from websocket_service.settings import WebSocketSettings
+
+    env = container_environment(rendered["overlays/prod"], "websocket")
+    env["POD_IP"] = "10.244.1.7"
+    env["WS_INTERNAL_URL"] = env["WS_INTERNAL_URL"].replace("run-time-value-of-POD_IP", env["POD_IP"])
+    settings = WebSocketSettings.model_validate(env)
+    assert settings.host == "0.0.0.0" and settings.port == 8080
+    assert settings.advertised_internal_url == "http://10.244.1.7:8080", "peers reach the pod by its address"
+    assert settings.servicebus_configured and settings.servicebus_connection is None
+    assert settings.redis_entra_auth and settings.order_status_queue == "order-status"
+    assert settings.status_api_url == "http://orders-intake/api" and settings.proxy_api is False
+    assert settings.internal_secret.get_secret_value() == "run-time-value-of-WS_INTERNAL_SECRET"

