@@ -310,3 +310,29 @@ def test_websocket_service_accepts_the_deployed_settings(rendered) -> None:
     assert settings.redis_entra_auth and settings.order_status_queue == "order-status"
     assert settings.status_api_url == "http://orders-intake/api" and settings.proxy_api is False
     assert settings.internal_secret.get_secret_value() == "run-time-value-of-WS_INTERNAL_SECRET"
+
+
+# The Azure Key Vault provider's parameters (no schema ships for this CRD, so the shape is checked here).
+SPC_SPEC_FIELDS = {"provider", "parameters", "secretObjects"}
+SPC_AZURE_PARAMETERS = {"usePodIdentity", "useVMManagedIdentity", "userAssignedIdentityID", "clientID",
+                        "keyvaultName", "cloudName", "objects", "tenantId"}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_secret_provider_classes_have_the_azure_providers_shape(rendered, target: str) -> None:
+    import yaml
+
+    for provider in (o for o in rendered[target] if o["kind"] == "SecretProviderClass"):
+        name = provider["metadata"]["name"]
+        assert provider["apiVersion"] == "secrets-store.csi.x-k8s.io/v1", name
+        assert set(provider["spec"]) <= SPC_SPEC_FIELDS, name
+        parameters = provider["spec"]["parameters"]
+        assert set(parameters) <= SPC_AZURE_PARAMETERS, f"{name}: unknown parameters {set(parameters) - SPC_AZURE_PARAMETERS}"
+        assert all(isinstance(v, str) for v in parameters.values()), f"{name}: parameters are strings"
+        assert GUID.match(parameters["tenantId"]) and parameters["keyvaultName"], name
+        objects = [yaml.safe_load(item) for item in yaml.safe_load(parameters["objects"])["array"]]
+        names = {o["objectName"] for o in objects}
+        assert all(o["objectType"] == "secret" for o in objects), name
+        for synced in provider["spec"]["secretObjects"]:
+            assert synced["type"] == "Opaque"
+            assert {d["objectName"] for d in synced["data"]} <= names, f"{name} syncs an object it does not fetch"
