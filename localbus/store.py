@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Iterable, Protocol
 
-from .config import BrokerConfig, QueueConfig
+from .config import INFINITE_SECONDS, BrokerConfig, QueueConfig
 
 DLQ_SUFFIX = "/$deadletterqueue"
 
@@ -327,6 +327,7 @@ class Store:
         m.dead_letter_reason = reason
         m.dead_letter_description = description
         m.dead_letter_source = main.path
+        m.expires_at = float("inf")  # dead-lettered messages never expire
         self._add(self._dlq(m), m)
         self.journal.put(m)
 
@@ -383,7 +384,7 @@ class Store:
                 message_id=item.message_id,
                 session_id=item.session_id,
                 enqueued_at=base,
-                expires_at=base + ttl if ttl < 1e15 else float("inf"),
+                expires_at=base + ttl if ttl < INFINITE_SECONDS else float("inf"),
                 state=State.SCHEDULED if scheduled is not None else State.ACTIVE,
                 scheduled_at=scheduled,
             )
