@@ -11,7 +11,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,8 @@ class ServiceBusOptions:
     session_idle_timeout: float = 60.0
     max_message_batch_size: int = 1000
     try_timeout: float = 60.0
+    client_retry: Mapping[str, Any] = field(default_factory=dict)
+    """``clientRetryOptions`` as azure-servicebus client keywords (only those host.json sets)."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ def _service_bus_options(section: Mapping[str, Any]) -> ServiceBusOptions:
         else parse_timespan(renewal_text, setting="extensions.serviceBus.maxAutoLockRenewalDuration")
     )
     return ServiceBusOptions(
+        client_retry=_client_retry(retry),
         prefetch_count=_int(section, "prefetchCount", defaults.prefetch_count, minimum=0),
         auto_complete_messages=_bool(section, "autoCompleteMessages", defaults.auto_complete_messages),
         max_auto_lock_renewal_duration=renewal,
@@ -151,6 +154,25 @@ def _service_bus_options(section: Mapping[str, Any]) -> ServiceBusOptions:
         max_message_batch_size=_int(section, "maxMessageBatchSize", defaults.max_message_batch_size, minimum=1),
         try_timeout=try_timeout,
     )
+
+
+def _client_retry(retry: Mapping[str, Any]) -> dict[str, Any]:
+    """Map ``clientRetryOptions`` (the .NET client's names) onto the Python client's retry keywords."""
+    where = "extensions.serviceBus.clientRetryOptions"
+    kwargs: dict[str, Any] = {}
+    if _get(retry, "maxRetries") is not None:
+        kwargs["retry_total"] = _int(retry, "maxRetries", 3, minimum=0, where=where)
+    if (delay := _get(retry, "delay")) is not None:
+        kwargs["retry_backoff_factor"] = parse_timespan(delay, setting=f"{where}.delay") or 0.0
+    if (max_delay := _get(retry, "maxDelay")) is not None:
+        kwargs["retry_backoff_max"] = parse_timespan(max_delay, setting=f"{where}.maxDelay") or 0.0
+    if (mode := _get(retry, "mode")) is not None:
+        if str(mode).lower() not in ("exponential", "fixed"):
+            raise HostConfigurationError(f"host.json {where}.mode must be Exponential or Fixed, not {mode!r}.")
+        kwargs["retry_mode"] = str(mode).lower()
+    if (try_timeout := _get(retry, "tryTimeout")) is not None:
+        kwargs["try_timeout"] = parse_timespan(try_timeout, setting=f"{where}.tryTimeout")
+    return kwargs
 
 
 def _apply_environment_overrides(document: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -193,16 +215,18 @@ def _section(node: Mapping[str, Any], *names: str) -> Mapping[str, Any]:
     return node
 
 
-def _int(section: Mapping[str, Any], name: str, default: int, *, minimum: int) -> int:
+def _int(
+    section: Mapping[str, Any], name: str, default: int, *, minimum: int, where: str = "extensions.serviceBus"
+) -> int:
     value = _get(section, name)
     if value is None:
         return default
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise HostConfigurationError(f"host.json extensions.serviceBus.{name} must be an integer, not {value!r}.") from None
+        raise HostConfigurationError(f"host.json {where}.{name} must be an integer, not {value!r}.") from None
     if number < minimum:
-        raise HostConfigurationError(f"host.json extensions.serviceBus.{name} must be at least {minimum}, not {number}.")
+        raise HostConfigurationError(f"host.json {where}.{name} must be at least {minimum}, not {number}.")
     return number
 
 

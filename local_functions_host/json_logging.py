@@ -63,6 +63,9 @@ def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -
     root.addHandler(handler)
     root.setLevel(level)
     # The SDK's AMQP layer logs every link event at INFO; keep its warnings and errors only.
-    for noisy in ("azure", "uamqp", "uvicorn.access"):
+    for noisy in ("azure", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    # The AMQP layer warns about every broken connection and retry; the listeners log one line per
+    # change of state instead.
+    logging.getLogger("azure.servicebus._pyamqp").setLevel(max(level, logging.ERROR))
     return handler

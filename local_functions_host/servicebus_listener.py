@@ -79,7 +79,7 @@ class ServiceBusListener:
         self.connection = connection
         self.options = options
         self._invoker = invoker
-        self._client_factory = client_factory or (lambda: connection.create_client())
+        self._client_factory = client_factory or (lambda: connection.create_client(**options.client_retry))
         self.state = ListenerState.STARTING
         self.state_since = time.time()
         self.last_error: str | None = None
@@ -143,7 +143,9 @@ class ServiceBusListener:
 
     def _receiver(self, *, session: bool) -> Any:
         kwargs: dict[str, Any] = {"prefetch_count": self.options.prefetch_count}
-        if self._renewer is not None:
+        if self._renewer is not None and not session:
+            # Session locks are registered by hand once a session is really held: handed to the
+            # receiver, the renewer would also try to register the empty attach of a timed-out wait.
             kwargs["auto_lock_renewer"] = self._renewer
         if session:
             kwargs["session_id"] = NEXT_AVAILABLE_SESSION
@@ -176,6 +178,10 @@ class ServiceBusListener:
                 try:
                     self._connected()
                     backoff.reset()
+                    if receiver.session.locked_until_utc is None:
+                        continue  # the wait for a session ended without one
+                    if self._renewer is not None:
+                        self._renewer.register(receiver, receiver.session)
                     await self._drain_session(receiver)
                 finally:
                     await _quietly(receiver.close())

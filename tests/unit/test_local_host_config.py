@@ -127,3 +127,19 @@ def test_binding_expressions_resolve_from_settings_or_say_which_is_missing() -> 
         resolve_expressions("%ORDERS_QUEUE%", {}, where="queueName of function 'process_order'")
     assert "'ORDERS_QUEUE' is not set" in str(failure.value)
     assert "queueName of function 'process_order'" in str(failure.value)
+
+
+def test_client_retry_options_map_onto_the_python_client(tmp_path: Path) -> None:
+    _write_host(tmp_path, {"version": "2.0", "extensions": {"serviceBus": {"clientRetryOptions": {
+        "mode": "Exponential", "tryTimeout": "00:00:30", "delay": "00:00:00.500", "maxDelay": "00:00:30",
+        "maxRetries": 5,
+    }}}})
+
+    options = load_host_config(tmp_path, {}).service_bus
+
+    assert options.client_retry == {
+        "retry_total": 5, "retry_backoff_factor": 0.5, "retry_backoff_max": 30, "retry_mode": "exponential",
+        "try_timeout": 30,
+    }
+    assert options.try_timeout == 30
+    assert load_host_config(tmp_path.parent / tmp_path.name, {}).service_bus.session_idle_timeout == 30

@@ -1,0 +1,3 @@
+"""Entry file the worker loads; the app lives in a package, as in the project."""
+
+from sample_servicebus.app import app  # noqa: F401
