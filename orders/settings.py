@@ -3,7 +3,7 @@ variables). Every key is listed, with a note, in ``local.settings.sample.json``.
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_NOTIFY_SECRET = "local-development-only-notify-secret"
@@ -29,6 +29,12 @@ class OrderSettings(BaseSettings):
     notify_token_ttl_seconds: int = Field(default=3600, ge=60, validation_alias="NOTIFY_TOKEN_TTL_SECONDS")
     notify_public_url: str = Field(default="ws://127.0.0.1:8080/ws", validation_alias="NOTIFY_PUBLIC_URL")
     correlation_ttl_seconds: int = Field(default=90_000, ge=86_400, validation_alias="CORRELATION_TTL_SECONDS")
+
+    @field_validator("servicebus_connection", "servicebus_namespace", "azure_client_id", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        # App settings cannot be removed per environment, only emptied (the sample lists every key).
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _one_way_to_reach_service_bus(self) -> OrderSettings:

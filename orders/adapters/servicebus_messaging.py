@@ -47,6 +47,13 @@ class ServiceBusOrderPublisher:
         await self._publisher.close()
 
 
+def _run_until_stopped(loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
 class ServiceBusStatusEventPublisher:
     """Implements the synchronous ``StatusEventPublisher`` for the processing path.
 
@@ -84,7 +91,8 @@ class ServiceBusStatusEventPublisher:
         with self._lock:
             if self._publisher is None:
                 loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, daemon=True, name=f"publisher-{self._queue}").start()
+                threading.Thread(target=_run_until_stopped, args=(loop,), daemon=True,
+                                 name=f"publisher-{self._queue}").start()
                 self._loop = loop
                 self._publisher = ServiceBusPublisher(self._client_factory, self._queue, timeout_seconds=self._timeout)
             return self._publisher

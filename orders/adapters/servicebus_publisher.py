@@ -68,6 +68,7 @@ class ServiceBusPublisher:
         self._flusher: asyncio.Task[None] | None = None
         self._sending_since: float | None = None
         self._last_error: str | None = None
+        self.batches_sent = 0
 
     async def publish(self, envelope: Envelope) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -161,6 +162,7 @@ class ServiceBusPublisher:
         finally:
             self._sending_since = None
         self._last_error = None
+        self.batches_sent += 1
         for _, future in items:
             if not future.done():
                 future.set_result(None)
