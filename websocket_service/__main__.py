@@ -26,13 +26,8 @@ def uvicorn_config(services: Services) -> uvicorn.Config:
         build_app(services),
         host=settings.host,
         port=settings.port,
-        # The sans-I/O implementation of the websockets library; permessage-deflate off, because it triples
-        # the memory held per socket for frames of a few hundred bytes.
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        ws_ping_interval=settings.heartbeat_seconds,
-        ws_ping_timeout=settings.heartbeat_seconds,
-        ws_max_size=64 * 1024,
+        # Upgrades go to the gateway's websockets connections, not to an ASGI WebSocket (memory per socket).
+        ws=services.gateway.protocol_factory,
         http="httptools",
         loop="uvloop",
         lifespan="on",

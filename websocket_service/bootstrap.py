@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from websocket_service.forwarder import HttpEventForwarder
+from websocket_service.gateway import SocketGateway
 from websocket_service.notifier import StatusNotifier
 from websocket_service.ports import CorrelationRegistry, EventForwarder, StatusConsumer, StatusReader
 from websocket_service.redis_registry import RedisCorrelationRegistry
@@ -30,12 +31,9 @@ class Services:
     forwarder: EventForwarder
     consumer: StatusConsumer | None
     api_client: httpx.AsyncClient | None
+    gateway: SocketGateway
     shutting_down: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    @property
-    def notify_secret(self) -> bytes:
-        return self.settings.notify_token_secret.get_secret_value().encode()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -104,5 +102,9 @@ def bootstrap(
         api_client = httpx.AsyncClient(base_url=settings.status_api_url.rstrip("/") + "/", timeout=10.0)
     notifier = StatusNotifier(instance_id=settings.instance_id, registry=registry, status_reader=status_reader,
                               forwarder=forwarder)
+    gateway = SocketGateway(
+        notifier, settings.notify_token_secret.get_secret_value().encode(),
+        max_subscriptions=settings.max_subscriptions, send_queue_limit=settings.send_queue_limit,
+        heartbeat_seconds=settings.heartbeat_seconds, per_message_deflate=settings.per_message_deflate)
     return Services(settings=settings, notifier=notifier, registry=registry, status_reader=status_reader,
-                    forwarder=forwarder, consumer=consumer, api_client=api_client)
+                    forwarder=forwarder, consumer=consumer, api_client=api_client, gateway=gateway)

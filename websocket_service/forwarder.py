@@ -25,7 +25,7 @@ class HttpEventForwarder:
 
     @classmethod
     def create(cls, secret: str, timeout_seconds: float) -> HttpEventForwarder:
-        timeout = httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 0.3))
+        timeout = httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 0.3), pool=timeout_seconds)
         return cls(httpx.AsyncClient(timeout=timeout), secret)
 
     async def forward(self, internal_url: str, events: Sequence[StatusEvent]) -> bool:

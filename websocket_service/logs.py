@@ -10,13 +10,6 @@ from datetime import UTC, datetime
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
 
 
-class _DenialIsNotAnError(logging.Filter):
-    """uvicorn logs a refused handshake (an HTTP denial response) as an ASGI error; it is an expected outcome."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "ASGI callable returned without completing handshake."
-
-
 class JsonFormatter(logging.Formatter):
     def __init__(self, service: str = "websocket_service", instance_id: str | None = None) -> None:
         super().__init__()
@@ -50,6 +43,5 @@ def configure_logging(level: str, instance_id: str | None = None) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    logging.getLogger("uvicorn.error").addFilter(_DenialIsNotAnError())
     # azure-servicebus logs every link operation at INFO.
     logging.getLogger("azure").setLevel(logging.WARNING)

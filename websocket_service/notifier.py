@@ -61,7 +61,8 @@ class StatusNotifier:
         self._max_attempts = max_queue_attempts
         self._clock = clock
         self._local: dict[str, set[Subscriber]] = {}
-        self._background: set[asyncio.Task[object]] = set()
+        self._orphans: set[str] = set()
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def followed(self) -> list[str]:
@@ -149,15 +150,27 @@ class StatusNotifier:
             await self._registry.deregister(ids)
 
     async def wait_background(self) -> None:
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)
 
     def _deliver_to(self, subscriber: Subscriber, event: StatusEvent) -> None:
         subscriber.deliver(event)
         if event.correlation_id not in subscriber.subscriptions and self._forget(subscriber, event.correlation_id):
-            task = asyncio.get_running_loop().create_task(self._registry.deregister([event.correlation_id]))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            # Finished orders leave the registry in batches: one round trip for all that ended meanwhile.
+            self._orphans.add(event.correlation_id)
+            if self._flusher is None:
+                self._flusher = asyncio.get_running_loop().create_task(self._flush_orphans())
+
+    async def _flush_orphans(self) -> None:
+        try:
+            while self._orphans:
+                await asyncio.sleep(0)
+                batch = [cid for cid in self._orphans if cid not in self._local]
+                self._orphans.clear()
+                if batch:
+                    await self._registry.deregister(batch)
+        finally:
+            self._flusher = None
 
     def _forget(self, subscriber: Subscriber, correlation_id: str) -> bool:
         """Drop one holder; True when this instance no longer follows the order at all."""

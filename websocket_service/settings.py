@@ -34,6 +34,7 @@ class WebSocketSettings(BaseSettings):
     status_api_url: str = Field("http://127.0.0.1:7071/api", alias="STATUS_API_URL")
     notify_token_secret: SecretStr = Field(SecretStr(DEV_NOTIFY_TOKEN_SECRET), alias="NOTIFY_TOKEN_SECRET")
     heartbeat_seconds: float = Field(20.0, alias="WS_HEARTBEAT_SECONDS", gt=0)
+    per_message_deflate: bool = Field(False, alias="WS_PER_MESSAGE_DEFLATE")
     send_queue_limit: int = Field(256, alias="WS_SEND_QUEUE_LIMIT", ge=1)
     max_subscriptions: int = Field(100, alias="WS_MAX_SUBSCRIPTIONS_PER_SOCKET", ge=1)
     registry_ttl_seconds: float = Field(60.0, alias="WS_REGISTRY_TTL_SECONDS", ge=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import quote
 
 import httpx
@@ -11,18 +12,27 @@ from websocket_service.ports import StatusUnavailable
 
 
 class StatusApiClient:
-    """``GET {base}/orders/{correlationId}`` → ``StatusEvent`` (200) or None (404)."""
+    """``GET {base}/orders/{correlationId}`` → ``StatusEvent`` (200) or None (404).
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    At most ``concurrency`` requests are in flight; the rest wait here. httpcore's pool rescans its whole
+    queue for every request it assigns, so thousands of sockets subscribing at once (an instance restart)
+    would otherwise cost quadratic time there.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, concurrency: int = 32) -> None:
         self._client = client
+        self._slots = asyncio.Semaphore(concurrency)
 
     @classmethod
-    def create(cls, base_url: str, timeout_seconds: float) -> StatusApiClient:
-        return cls(httpx.AsyncClient(base_url=base_url.rstrip("/") + "/", timeout=timeout_seconds))
+    def create(cls, base_url: str, timeout_seconds: float, concurrency: int = 32) -> StatusApiClient:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        return cls(httpx.AsyncClient(base_url=base_url.rstrip("/") + "/", timeout=timeout_seconds, limits=limits),
+                   concurrency)
 
     async def current(self, correlation_id: str) -> StatusEvent | None:
         try:
-            response = await self._client.get(f"orders/{quote(correlation_id, safe='')}")
+            async with self._slots:
+                response = await self._client.get(f"orders/{quote(correlation_id, safe='')}")
         except httpx.HTTPError as exc:
             raise StatusUnavailable(f"status API unreachable: {exc!r}") from exc
         if response.status_code == 404:

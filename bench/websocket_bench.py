@@ -1,0 +1,488 @@
+"""WebSocket service benchmark (not a test): prints a table.
+
+Per instance, next to a bare ``websockets`` server measured in the same run:
+- idle sockets held and memory per socket (server RSS growth / sockets) at ``--sockets`` connections,
+  opened by several client processes;
+- events/s delivered to ``--subscribers`` sockets (each following ``--orders`` orders), events offered as
+  fast as the instance takes them;
+- event→client latency p50/p99 at a fixed offered rate (``--rate`` events/s).
+
+Events enter the service through ``POST /internal/events`` (the path a forwarded event takes, batches of
+``--batch``) and the bare server through one publisher WebSocket; "event→client" runs from the moment the
+batch is sent to the moment a client has decoded the frame.
+
+    .venv/bin/python bench/websocket_bench.py            # full run, about two minutes on 2 cores
+    .venv/bin/python bench/websocket_bench.py --quick    # smaller figures, for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+NOTIFY_SECRET = "bench-notify-secret"
+INTERNAL_SECRET = "bench-internal-secret"
+
+
+def raise_file_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+# ------------------------------------------------------------------------------------------ child roles
+
+
+async def status_stub(port: int) -> None:
+    """Answers every request with 404 (no order known), keep-alive: the status API as cheap as it gets."""
+    body = b'{"title":"not found"}'
+    reply = (b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: "
+             + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                if length:
+                    await reader.readexactly(length)
+                writer.write(reply)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+    print("ready", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+async def bare_server(port: int) -> None:
+    """A bare ``websockets`` server: echoes frames, and fans published events out to subscribed sockets."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from websockets.asyncio.server import broadcast, serve
+
+    followers: dict[str, object] = {}
+
+    async def handler(ws) -> None:  # type: ignore[no-untyped-def]
+        target = urlsplit(ws.request.path)
+        if target.path == "/push":
+            async for message in ws:
+                for event in json.loads(message)["events"]:
+                    conn = followers.get(event["correlationId"])
+                    if conn is not None:
+                        broadcast([conn], json.dumps({"type": "status", **event}))
+            return
+        cid = parse_qs(target.query).get("correlationId", [""])[0]
+        followers[cid] = ws
+        try:
+            async for message in ws:
+                data = json.loads(message)
+                if data.get("action") == "subscribe":
+                    followers[data["correlationId"]] = ws
+                else:
+                    await ws.send(message)
+        finally:
+            followers.pop(cid, None)
+
+    raise_file_limit()
+    async with serve(handler, "127.0.0.1", port, compression=None, max_queue=16, backlog=4096):
+        print("ready", flush=True)
+        await asyncio.Future()
+
+
+async def client(url: str, count: int, orders: int, wave: int) -> None:
+    """Opens ``count`` sockets, each following ``orders`` orders; then obeys commands on stdin.
+
+    Commands: ``expect N`` (collect N status frames, report latencies), ``close``.
+    """
+    from orders.notify_tokens import issue_notify_token
+    from websockets.asyncio.client import connect
+
+    raise_file_limit()
+    secret = NOTIFY_SECRET.encode()
+    sockets = []
+    opened = failed = 0
+    ids: list[list[str]] = []
+
+    async def open_one() -> None:
+        nonlocal opened, failed
+        mine = [str(uuid.uuid4()) for _ in range(orders)]
+        token = issue_notify_token(secret, mine[0], 3600)
+        try:
+            ws = await connect(f"{url}?correlationId={mine[0]}&token={token}", proxy=None, compression=None,
+                               open_timeout=60, ping_interval=None, max_queue=None)
+        except Exception:  # noqa: BLE001 - counted and reported
+            failed += 1
+            return
+        for cid in mine[1:]:
+            await ws.send(json.dumps({"action": "subscribe", "correlationId": cid,
+                                      "token": issue_notify_token(secret, cid, 3600)}))
+        sockets.append(ws)
+        ids.append(mine)
+        opened += 1
+
+    for start in range(0, count, wave):
+        await asyncio.gather(*(open_one() for _ in range(min(wave, count - start))))
+    print(json.dumps({"ready": True, "opened": opened, "failed": failed, "ids": ids}), flush=True)
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := (await reader.readline()).decode().strip():
+        if line == "close":
+            break
+        expected = int(line.split()[1])
+        latencies: list[float] = []
+        first = last = 0.0
+        done = asyncio.Event()
+
+        async def drain(ws) -> None:  # type: ignore[no-untyped-def]
+            nonlocal first, last
+            while not done.is_set():
+                frame = json.loads(await ws.recv())
+                now = time.time()
+                if frame.get("type") != "status":
+                    continue
+                first = first or now
+                last = now
+                latencies.append(now - float(frame["at"]))
+                if len(latencies) >= expected:
+                    done.set()
+
+        tasks = [asyncio.create_task(drain(ws)) for ws in sockets]
+        try:
+            await asyncio.wait_for(done.wait(), 120)
+        except TimeoutError:
+            pass
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        print(json.dumps({"received": len(latencies), "first": first, "last": last, "latencies": latencies}),
+              flush=True)
+    for ws in sockets:
+        ws.transport.abort()
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+
+def spawn(*args: str, env: dict[str, str] | None = None, quiet: bool = True) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)},
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL if quiet else None, text=True)
+
+
+def wait_line(proc: subprocess.Popen[str]) -> str:
+    line = proc.stdout.readline()  # type: ignore[union-attr]
+    if not line:
+        raise RuntimeError(f"child {proc.args} exited with {proc.wait()}")
+    return line
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        # SIGINT: uvicorn shuts down as on SIGTERM, and a profiled run still writes its profile.
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    process: subprocess.Popen[str]
+    ws_url: str
+    publish: object = None
+    results: dict[str, object] = field(default_factory=dict)
+
+
+def start_target(kind: str, redis_url: str, status_url: str, orders: int, profile: str | None = None) -> Target:
+    from testing_support.ports import free_port, wait_for_port
+
+    port = free_port()
+    if kind == "bare":
+        proc = spawn(__file__, "--role", "bare", "--port", str(port))
+        wait_line(proc)
+        name = "bare websockets"
+    else:
+        runner = ["-m", "cProfile", "-o", profile] if profile else []
+        proc = spawn(*runner, "-m", "websocket_service", env={
+            "WS_PORT": str(port), "REDIS_URL": redis_url, "STATUS_API_URL": status_url,
+            "NOTIFY_TOKEN_SECRET": NOTIFY_SECRET, "WS_INTERNAL_SECRET": INTERNAL_SECRET,
+            "WS_MAX_SUBSCRIPTIONS_PER_SOCKET": str(max(orders, 1)), "WS_LOG_LEVEL": "WARNING",
+            "WS_REGISTRY_PREFIX": f"bench{uuid.uuid4().hex[:6]}:", "WS_PROXY_API": "false"})
+        name = "websocket_service"
+    wait_for_port(port, timeout=30)
+    time.sleep(0.5)
+    return Target(name, port, proc, f"ws://127.0.0.1:{port}/ws")
+
+
+def open_clients(target: Target, total: int, processes: int, orders: int) -> tuple[list[subprocess.Popen[str]], int, list[list[str]]]:
+    per = [total // processes + (1 if i < total % processes else 0) for i in range(processes)]
+    clients = [spawn(__file__, "--role", "client", "--url", target.ws_url, "--count", str(n), "--orders", str(orders))
+               for n in per]
+    opened, ids = 0, []
+    for proc in clients:
+        report = json.loads(wait_line(proc))
+        opened += report["opened"]
+        ids.append([cid for sock in report["ids"] for cid in sock])
+    return clients, opened, ids
+
+
+def close_clients(clients: list[subprocess.Popen[str]]) -> None:
+    for proc in clients:
+        if proc.poll() is None:
+            proc.stdin.write("close\n")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+    for proc in clients:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def measure_idle(target: Target, sockets: int, processes: int) -> None:
+    before = rss_kib(target.process.pid)
+    started = time.monotonic()
+    clients, opened, _ = open_clients(target, sockets, processes, orders=1)
+    took = time.monotonic() - started
+    time.sleep(2)
+    after = rss_kib(target.process.pid)
+    held = len(os.listdir(f"/proc/{target.process.pid}/fd"))
+    target.results |= {"sockets": opened, "fds": held, "kib_per_socket": (after - before) / max(opened, 1),
+                       "connect_s": took}
+    close_clients(clients)
+
+
+class Publisher:
+    """Sends event batches to a target: HTTP POST /internal/events, or a WebSocket for the bare server."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    async def __aenter__(self) -> Publisher:
+        if self.target.name.startswith("bare"):
+            from websockets.asyncio.client import connect
+
+            self.ws = await connect(f"ws://127.0.0.1:{self.target.port}/push", proxy=None, compression=None,
+                                    max_size=None)
+        else:
+            import httpx
+
+            self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.target.port}",
+                                          headers={"Authorization": f"Bearer {INTERNAL_SECRET}"}, timeout=30)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if hasattr(self, "ws"):
+            await self.ws.close()
+        else:
+            await self.http.aclose()
+
+    async def send(self, events: list[dict]) -> None:
+        at = repr(time.time())
+        body = {"events": [e | {"at": at} for e in events]}
+        if hasattr(self, "ws"):
+            await self.ws.send(json.dumps(body))
+        else:
+            response = await self.http.post("/internal/events", content=json.dumps(body),
+                                            headers={"Content-Type": "application/json"})
+            response.raise_for_status()
+
+
+def collect(clients: list[subprocess.Popen[str]], expected_per_client: list[int]) -> list[dict]:
+    for proc, n in zip(clients, expected_per_client, strict=True):
+        proc.stdin.write(f"expect {n}\n")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+    return clients
+
+
+def results_of(clients: list[subprocess.Popen[str]]) -> list[dict]:
+    return [json.loads(wait_line(proc)) for proc in clients]
+
+
+def events_for(ids: list[str], status: str) -> list[dict]:
+    return [{"correlationId": cid, "status": status, "orderId": 1, "total": "1.00", "currency": "EUR",
+             "reason": None} for cid in ids]
+
+
+async def publish_fast(target: Target, events: list[dict], batch: int) -> float:
+    started = time.time()
+    async with Publisher(target) as pub:
+        for i in range(0, len(events), batch):
+            await pub.send(events[i:i + batch])
+    return started
+
+
+async def publish_paced(target: Target, events: list[dict], batch: int, rate: float) -> None:
+    interval = batch / rate
+    async with Publisher(target) as pub:
+        next_at = time.monotonic()
+        for i in range(0, len(events), batch):
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await pub.send(events[i:i + batch])
+            next_at += interval
+
+
+def interleave(per_client: list[list[str]], orders: int, part: slice) -> list[str]:
+    """Ids of the chosen orders of every socket, spread so consecutive events hit different sockets."""
+    rows: list[list[str]] = []
+    for ids in per_client:
+        sockets = [ids[i:i + orders] for i in range(0, len(ids), orders)]
+        rows.extend(sock[part] for sock in sockets)
+    return [row[j] for j in range(len(rows[0]) if rows else 0) for row in rows if j < len(row)]
+
+
+def wait_registered(redis_url: str, expected: int, timeout: float = 120) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    while client.dbsize() < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    client.close()
+
+
+def measure_events(target: Target, redis_url: str, subscribers: int, processes: int, orders: int, batch: int,
+                   rate: float) -> None:
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    clients, opened, ids = open_clients(target, subscribers, processes, orders)
+    if not target.name.startswith("bare"):
+        wait_registered(redis_url, opened * orders)
+    else:
+        time.sleep(1)
+    half = orders // 2
+    # Throughput: Accepted then Completed for the first half of each socket's orders, as fast as taken.
+    fast_ids = [interleave([c], orders, slice(0, half)) for c in ids]
+    fast = events_for([i for c in fast_ids for i in c], "Accepted") + events_for([i for c in fast_ids for i in c],
+                                                                                "Completed")
+    collect(clients, [2 * len(c) for c in fast_ids])
+    started = asyncio.run(publish_fast(target, fast, batch))
+    reports = results_of(clients)
+    delivered = sum(r["received"] for r in reports)
+    last = max(r["last"] for r in reports)
+    target.results |= {"subscribers": opened, "events": delivered, "offered": len(fast),
+                       "events_per_s": delivered / max(last - started, 1e-9)}
+    # Latency at a fixed offered rate: the second half.
+    slow_ids = [interleave([c], orders, slice(half, orders)) for c in ids]
+    paced = events_for([i for c in slow_ids for i in c], "Accepted") + events_for([i for c in slow_ids for i in c],
+                                                                                 "Completed")
+    collect(clients, [2 * len(c) for c in slow_ids])
+    asyncio.run(publish_paced(target, paced, max(1, batch // 4), rate))
+    reports = results_of(clients)
+    latencies = sorted(x for r in reports for x in r["latencies"])
+    if latencies:
+        q = statistics.quantiles(latencies, n=100, method="inclusive")
+        target.results |= {"p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "paced_delivered": len(latencies),
+                           "paced_offered": len(paced)}
+    close_clients(clients)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--role", choices=["driver", "client", "bare", "status"], default="driver")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--url")
+    parser.add_argument("--count", type=int, default=0)
+    parser.add_argument("--orders", type=int, default=20, help="orders each subscriber follows (events phase)")
+    parser.add_argument("--sockets", type=int, default=10_000)
+    parser.add_argument("--subscribers", type=int, default=1_000)
+    parser.add_argument("--client-processes", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=10_000)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--profile", metavar="FILE", help="run the service under cProfile, writing FILE")
+    options = parser.parse_args()
+
+    if options.role != "driver":
+        import uvloop
+
+        if options.role == "client":
+            uvloop.run(client(options.url, options.count, options.orders, wave=200))
+        elif options.role == "bare":
+            uvloop.run(bare_server(options.port))
+        else:
+            uvloop.run(status_stub(options.port))
+        return
+
+    if options.quick:
+        options.sockets, options.subscribers, options.orders = 2_000, 200, 10
+    from testing_support.ports import free_port
+    from testing_support.redis_server import running_redis
+
+    limit = raise_file_limit()
+    print(f"open-file limit per process: {limit}; cores: {os.cpu_count()}", flush=True)
+    status_port = free_port()
+    status = spawn(__file__, "--role", "status", "--port", str(status_port))
+    wait_line(status)
+    status_url = f"http://127.0.0.1:{status_port}/api"
+    targets: list[Target] = []
+    try:
+        with running_redis() as redis_server:
+            for kind in ("bare", "service"):
+                target = start_target(kind, redis_server.url, status_url, options.orders,
+                                      options.profile if kind == "service" else None)
+                try:
+                    print(f"{target.name}: holding {options.sockets} idle sockets ...", flush=True)
+                    measure_idle(target, options.sockets, options.client_processes)
+                    print(f"{target.name}: events to {options.subscribers} subscribers ...", flush=True)
+                    measure_events(target, redis_server.url, options.subscribers, 2, options.orders,
+                                   options.batch, options.rate)
+                finally:
+                    stop(target.process)
+                targets.append(target)
+    finally:
+        stop(status)
+
+    print()
+    header = ("server", "idle sockets", "KiB/socket", "subscribers", "events/s", f"p50 ms @{options.rate:.0f}/s",
+              "p99 ms", "delivered (paced)")
+    rows = []
+    for t in targets:
+        r = t.results
+        rows.append((t.name, f"{r.get('sockets', 0):,}", f"{r.get('kib_per_socket', 0):.1f}",
+                     f"{r.get('subscribers', 0):,}", f"{r.get('events_per_s', 0):,.0f}",
+                     f"{r.get('p50_ms', float('nan')):.2f}", f"{r.get('p99_ms', float('nan')):.2f}",
+                     f"{r.get('paced_delivered', 0):,}/{r.get('paced_offered', 0):,}"))
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    for line in (header, *rows):
+        print(" | ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)))
+    print("\ntargets per instance: >= 10,000 sockets at <= 20 KiB each; >= 10,000 events/s with p99 <= 5 ms")
+
+
+if __name__ == "__main__":
+    main()
