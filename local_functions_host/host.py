@@ -293,9 +293,9 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def run_host(options: HostOptions) -> int:
     """Prepare and run the host in this process; returns the exit code."""
-    from .json_logging import configure_logging
+    from .json_logging import InvocationLevelFilter, configure_logging
 
-    configure_logging()
+    handler = configure_logging()
     try:
         os.chdir(options.script_root)
         prepared = prepare(HostOptions(**{**options.__dict__, "script_root": Path(".")}))
@@ -305,8 +305,9 @@ def run_host(options: HostOptions) -> int:
     except OSError as exc:
         _report(HostConfigurationError(f"Cannot use script root {options.script_root}: {exc.strerror}."))
         return 2
-    logging.getLogger().setLevel(prepared.host_config.default_log_level)
-    logging.getLogger("local_functions_host.results").setLevel(prepared.host_config.results_log_level)
+    levels = prepared.host_config.log_levels
+    logging.getLogger().setLevel(levels.lowest)
+    handler.addFilter(InvocationLevelFilter(levels.default, levels.for_function))
     host = FunctionsHost(prepared, options)
     try:
         _run_loop(host.run())

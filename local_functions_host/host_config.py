@@ -50,13 +50,28 @@ class ServiceBusOptions:
 
 
 @dataclass(frozen=True)
+class LogLevels:
+    """``logging.logLevel``: ``default`` for the host, ``Function``/``Function.<name>`` inside invocations."""
+
+    default: int = logging.INFO
+    function: int = logging.INFO
+    per_function: Mapping[str, int] = field(default_factory=dict)
+
+    def for_function(self, name: str) -> int:
+        return self.per_function.get(name.lower(), self.function)
+
+    @property
+    def lowest(self) -> int:
+        return min(self.default, self.function, *self.per_function.values())
+
+
+@dataclass(frozen=True)
 class HostConfig:
     path: Path
     route_prefix: str
     service_bus: ServiceBusOptions
     functions: tuple[str, ...]
-    default_log_level: int
-    results_log_level: int
+    log_levels: LogLevels
 
 
 def parse_timespan(text: str, *, setting: str) -> float | None:
@@ -106,16 +121,13 @@ def load_host_config(script_root: Path, environ: Mapping[str, str] | None = None
     if not isinstance(functions, list) or not all(isinstance(name, str) for name in functions):
         raise HostConfigurationError("host.json \"functions\" must be a list of function names.")
 
-    log_levels = _section(document, "logging", "logLevel")
+    log_level_section = _section(document, "logging", "logLevel")
     return HostConfig(
         path=path,
         route_prefix=route_prefix.strip("/"),
         service_bus=_service_bus_options(_section(document, "extensions", "serviceBus")),
         functions=tuple(functions),
-        default_log_level=_log_level(_get(log_levels, "default", "Information"), "default"),
-        results_log_level=_log_level(
-            _get(log_levels, "Host.Results", _get(log_levels, "default", "Information")), "Host.Results"
-        ),
+        log_levels=_log_levels(log_level_section),
     )
 
 
@@ -239,6 +251,17 @@ def _bool(section: Mapping[str, Any], name: str, default: bool) -> bool:
     if str(value).strip().lower() in ("true", "false"):
         return str(value).strip().lower() == "true"
     raise HostConfigurationError(f"host.json extensions.serviceBus.{name} must be true or false, not {value!r}.")
+
+
+def _log_levels(section: Mapping[str, Any]) -> LogLevels:
+    default = _log_level(_get(section, "default", "Information"), "default")
+    function = _log_level(_get(section, "Function"), "Function") if _get(section, "Function") else default
+    per_function = {
+        key[len("function.") :].lower(): _log_level(value, key)
+        for key, value in section.items()
+        if key.lower().startswith("function.") and not key.lower().endswith(".user")
+    }
+    return LogLevels(default=default, function=function, per_function=per_function)
 
 
 def _log_level(value: Any, name: str) -> int:

@@ -8,12 +8,12 @@ as do any ``extra={...}`` fields the code passes.
 from __future__ import annotations
 
 import contextvars
-import datetime
 import json
 import logging
 import sys
+import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 invocation_fields: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
@@ -31,9 +31,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "timestamp": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
-                timespec="milliseconds"
-            ).replace("+00:00", "Z"),
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -41,9 +40,9 @@ class JsonFormatter(logging.Formatter):
         current = invocation_fields.get()
         if current:
             entry.update((key, value) for key, value in current.items() if value is not None)
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
-                entry[key] = value
+        for key in sorted(record.__dict__.keys() - _STANDARD_ATTRIBUTES):
+            if not key.startswith("_"):
+                entry[key] = record.__dict__[key]
         if record.exc_info and record.exc_info[0] is not None:
             entry["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
         elif record.exc_text:
@@ -51,6 +50,21 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             entry["stack"] = record.stack_info
         return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class InvocationLevelFilter(logging.Filter):
+    """Applies host.json levels: ``Function``/``Function.<name>`` inside invocations, ``default`` elsewhere."""
+
+    def __init__(self, default: int, function_level: Callable[[str], int]) -> None:
+        super().__init__()
+        self._default = default
+        self._function_level = function_level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        current = invocation_fields.get()
+        if current is not None and "functionName" in current:
+            return record.levelno >= self._function_level(current["functionName"])
+        return record.levelno >= self._default
 
 
 def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -> logging.Handler:

@@ -88,6 +88,7 @@ class ServiceBusListener:
         self._acquiring: set[asyncio.Task[None]] = set()
         self._client: Any = None
         self._renewer: Any = None
+        self._probe: asyncio.Task[None] | None = None
 
     @property
     def description(self) -> str:
@@ -110,6 +111,7 @@ class ServiceBusListener:
                 asyncio.create_task(self._session_loop(slot), name=f"{self.spec.name}-session-{slot}")
                 for slot in range(self.options.max_concurrent_sessions)
             ]
+            self._probe = asyncio.create_task(self._probe_entity(), name=f"{self.spec.name}-probe")
         else:
             self._tasks = [asyncio.create_task(self._queue_loop(), name=f"{self.spec.name}-receiver")]
 
@@ -118,6 +120,8 @@ class ServiceBusListener:
         if self.state != ListenerState.STOPPED:
             self._set_state(ListenerState.STOPPING)
         self._stopping.set()
+        if self._probe is not None:
+            self._probe.cancel()
         for task in list(self._acquiring):
             task.cancel()
         if self._tasks:
@@ -157,6 +161,21 @@ class ServiceBusListener:
         return self._client.get_subscription_receiver(
             self.trigger.topic_name, self.trigger.subscription_name, **kwargs
         )
+
+    async def _probe_entity(self) -> None:
+        """Tell "connected" apart from "waiting for a session": a session receiver's attach is held
+        until a session has messages, which says nothing about the broker being reachable."""
+        try:
+            if self.trigger.queue_name:
+                sender = self._client.get_queue_sender(self.trigger.queue_name)
+            else:
+                sender = self._client.get_topic_sender(self.trigger.topic_name)
+            async with sender:
+                self._connected()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the receive loops report the outage themselves
+            log.debug("Function %s: probing %s failed: %r", self.spec.name, self.trigger.entity, exc)
 
     async def _session_loop(self, slot: int) -> None:
         backoff = _Backoff()
@@ -208,14 +227,20 @@ class ServiceBusListener:
                 log.debug("Function %s: session %r idle, releasing it", self.spec.name, session.session_id)
                 return
             messages = await receiver.receive_messages(
-                max_message_count=self.options.max_concurrent_calls_per_session,
+                max_message_count=(
+                    self.options.max_message_batch_size
+                    if self.trigger.many
+                    else self.options.max_concurrent_calls_per_session
+                ),
                 max_wait_time=min(remaining, RECEIVE_POLL_SECONDS),
             )
             if not messages:
                 continue
             self._connected()
             locked_until = session.locked_until_utc
-            if len(messages) == 1:
+            if self.trigger.many:
+                await self._handle_batch(receiver, messages, locked_until)
+            elif len(messages) == 1:
                 await self._handle(receiver, messages[0], locked_until)
             else:
                 await asyncio.gather(*(self._handle(receiver, m, locked_until) for m in messages))
@@ -235,14 +260,22 @@ class ServiceBusListener:
                             if len(in_flight) >= limit:
                                 await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                                 continue
-                            # One at a time: the SDK holds a multi-message receive open for 0.2 s
-                            # after the first message, which would delay it.
+                            # One at a time unless batching: the SDK holds a multi-message receive
+                            # open for 0.2 s after the first message, which would delay it.
                             messages = await receiver.receive_messages(
-                                max_message_count=1, max_wait_time=RECEIVE_POLL_SECONDS
+                                max_message_count=self.options.max_message_batch_size if self.trigger.many else 1,
+                                max_wait_time=RECEIVE_POLL_SECONDS,
                             )
-                            for message in messages:
-                                self._connected()
-                                task = asyncio.create_task(self._handle(receiver, message, None))
+                            if not messages:
+                                continue
+                            self._connected()
+                            handlers = (
+                                [self._handle_batch(receiver, messages, None)]
+                                if self.trigger.many
+                                else [self._handle(receiver, message, None) for message in messages]
+                            )
+                            for handler in handlers:
+                                task = asyncio.create_task(handler)
                                 in_flight.add(task)
                                 task.add_done_callback(in_flight.discard)
                     finally:
@@ -289,6 +322,35 @@ class ServiceBusListener:
             return
         if self.options.auto_complete_messages:
             await self._settle(receiver.complete_message, message, "complete", fields)
+
+    async def _handle_batch(
+        self, receiver: Any, messages: list[ServiceBusReceivedMessage], session_locked_until: Any
+    ) -> None:
+        """``cardinality: many``: one invocation with the list; all complete, or all are abandoned."""
+        fields: dict[str, Any] = {"messageCount": len(messages), "sessionId": messages[0].session_id}
+        try:
+            batch = [
+                to_function_message(m, function_name=self.spec.name, session_locked_until=session_locked_until)
+                for m in messages
+            ]
+        except Exception:
+            log.exception(
+                "Function %s: a batch of %d messages could not be converted for the function; abandoning it.",
+                self.spec.name, len(messages), extra={"functionName": self.spec.name, **fields},
+            )
+            batch = None
+        try:
+            if batch is None:
+                raise ValueError("unconvertible batch")
+            await self._invoker.invoke(self.spec, batch, log_fields=fields)
+        except Exception:
+            if self.options.auto_complete_messages:
+                for message in messages:
+                    await self._settle(receiver.abandon_message, message, "abandon", fields)
+            return
+        if self.options.auto_complete_messages:
+            for message in messages:
+                await self._settle(receiver.complete_message, message, "complete", fields)
 
     async def _settle(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,15 @@ def test_client_retry_options_map_onto_the_python_client(tmp_path: Path) -> None
     }
     assert options.try_timeout == 30
     assert load_host_config(tmp_path.parent / tmp_path.name, {}).service_bus.session_idle_timeout == 30
+
+
+def test_log_levels_default_function_and_per_function(tmp_path: Path) -> None:
+    _write_host(tmp_path, {"version": "2.0", "logging": {"logLevel": {
+        "default": "Warning", "Function": "Information", "Function.noisy": "Error", "Host.Results": "None",
+    }}})
+
+    levels = load_host_config(tmp_path, {}).log_levels
+
+    assert (levels.default, levels.function, levels.lowest) == (logging.WARNING, logging.INFO, logging.INFO)
+    assert levels.for_function("noisy") == logging.ERROR
+    assert levels.for_function("other") == logging.INFO

@@ -85,3 +85,11 @@ def dead_letters(msg: func.ServiceBusMessage, context: func.Context) -> None:
 @app.service_bus_queue_trigger(arg_name="msg", queue_name="%PLAIN_QUEUE%", connection="ServiceBusConnection")
 async def process_plain(msg: func.ServiceBusMessage) -> None:
     await _act("process_plain", msg)
+
+
+@app.service_bus_queue_trigger(
+    arg_name="msgs", queue_name="%BATCH_QUEUE%", connection="ServiceBusConnection", cardinality="many"
+)
+def process_batch(msgs: list[func.ServiceBusMessage]) -> None:
+    for msg in msgs:
+        _record("process_batch", msg, "end", batch_size=len(msgs))
