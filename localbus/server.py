@@ -312,6 +312,14 @@ class AmqpHandler(Handler):
         event.transport.unbind()
 
     @_guarded
+    def on_transport_tail_closed(self, event) -> None:
+        # The peer stopped sending (EOF or a crash): nothing more can happen on this connection.
+        conn = event.connection
+        if conn is not None:
+            self._drop_connection(conn)
+        event.transport.close_head()
+
+    @_guarded
     def on_transport_error(self, event) -> None:
         cond = event.transport.condition
         if cond is not None and cond.name not in ("amqp:connection:framing-error",) or cond is None:
