@@ -89,6 +89,7 @@ class ServiceBusListener:
         self._client: Any = None
         self._renewer: Any = None
         self._probe: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def description(self) -> str:
@@ -135,6 +136,8 @@ class ServiceBusListener:
                 for task in pending:
                     task.cancel()
                 await asyncio.wait(pending, timeout=5)
+        if self._closing:
+            await asyncio.wait(self._closing, timeout=5)
         for closer in (self._renewer, self._client):
             if closer is not None:
                 try:
@@ -203,7 +206,7 @@ class ServiceBusListener:
                         self._renewer.register(receiver, receiver.session)
                     await self._drain_session(receiver)
                 finally:
-                    await _quietly(receiver.close())
+                    self._close_later(receiver)
             except OperationTimeoutError:
                 # No session had messages within the wait; the broker answered, so we are connected.
                 self._connected()
@@ -215,6 +218,13 @@ class ServiceBusListener:
                 if self._stopping.is_set():
                     return
                 await self._disconnected(exc, backoff)
+
+    def _close_later(self, receiver: Any) -> None:
+        # The session is released as soon as closing starts (the detach goes out at once), but the
+        # SDK then waits up to a second for its keep-alive task; the next session need not wait too.
+        task = asyncio.create_task(_quietly(receiver.close()))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _drain_session(self, receiver: Any) -> None:
         session = receiver.session
