@@ -14,7 +14,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from testing_support.ports import free_port, wait_for_port
@@ -43,8 +43,13 @@ def _run_as() -> list[str]:
 
 @dataclass
 class PostgresCluster:
+    """A private cluster; ``stop``/``start`` take it down and bring it back on the same port with its data."""
+
     port: int
     datadir: Path
+    run_as: list[str] = field(default_factory=list)
+    server_options: str = ""
+    log_path: Path | None = None
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
@@ -58,6 +63,25 @@ class PostgresCluster:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    @property
+    def running(self) -> bool:
+        return (self.datadir / "postmaster.pid").exists()
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        command = [*self.run_as, _server_bin("pg_ctl"), "-D", str(self.datadir), "-o", self.server_options, "-w",
+                   "start"]
+        if self.log_path is not None:
+            command[-2:-2] = ["-l", str(self.log_path)]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for_port(self.port)
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server: ``fast`` cuts open connections and shuts down cleanly (an outage as clients see
+        it); ``immediate`` is a crash, recovered from on the next ``start``."""
+        subprocess.run([*self.run_as, _server_bin("pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
 
 @contextmanager
 def running_postgres() -> Iterator[PostgresCluster]:
@@ -68,22 +92,20 @@ def running_postgres() -> Iterator[PostgresCluster]:
         owner = pwd.getpwnam(prefix[2])
         os.chown(base, owner.pw_uid, owner.pw_gid)
     port = free_port()
+    cluster = PostgresCluster(
+        port=port, datadir=datadir, run_as=prefix, log_path=base / "log",
+        server_options=f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+    )
     try:
         subprocess.run(
             [*prefix, _server_bin("initdb"), "-D", str(datadir), "-U", "postgres", "--auth=trust",
              "--no-sync", "-E", "UTF8"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
-        options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        subprocess.run(
-            [*prefix, _server_bin("pg_ctl"), "-D", str(datadir), "-o", options, "-l", str(base / "log"),
-             "-w", "start"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        wait_for_port(port)
-        yield PostgresCluster(port=port, datadir=datadir)
+        cluster.start()
+        yield cluster
     finally:
-        if (datadir / "postmaster.pid").exists():
+        if cluster.running:
             subprocess.run([*prefix, _server_bin("pg_ctl"), "-D", str(datadir), "-m", "immediate", "stop"],
                            check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(base, ignore_errors=True)
