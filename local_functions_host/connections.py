@@ -32,12 +32,15 @@ class ServiceBusConnection:
                 return value.strip()
         return "?"
 
-    def create_client(self, **kwargs: Any) -> Any:
-        """A new ``azure.servicebus.aio.ServiceBusClient``; connects lazily, on first use."""
+    def create_client(self, **kwargs: Any) -> tuple[Any, Any]:
+        """A new ``azure.servicebus.aio.ServiceBusClient`` and the credential to close with it (or None).
+
+        Nothing connects before the first receive or send.
+        """
         from azure.servicebus.aio import ServiceBusClient
 
         if self.connection_string:
-            return ServiceBusClient.from_connection_string(self.connection_string, **kwargs)
+            return ServiceBusClient.from_connection_string(self.connection_string, **kwargs), None
         from azure.identity.aio import DefaultAzureCredential
 
         credential = (
@@ -45,7 +48,7 @@ class ServiceBusConnection:
             if self.client_id
             else DefaultAzureCredential()
         )
-        return ServiceBusClient(self.fully_qualified_namespace or "", credential, **kwargs)
+        return ServiceBusClient(self.fully_qualified_namespace or "", credential, **kwargs), credential
 
 
 def resolve_connection(name: str, settings: Mapping[str, str], *, function_name: str) -> ServiceBusConnection:

@@ -71,7 +71,7 @@ class ServiceBusListener:
         options: ServiceBusOptions,
         invoker: Invoker,
         *,
-        client_factory: Callable[[], Any] | None = None,
+        client_factory: Callable[[], tuple[Any, Any]] | None = None,
     ) -> None:
         assert spec.service_bus is not None
         self.spec = spec
@@ -80,6 +80,7 @@ class ServiceBusListener:
         self.options = options
         self._invoker = invoker
         self._client_factory = client_factory or (lambda: connection.create_client(**options.client_retry))
+        self._credential: Any = None
         self.state = ListenerState.STARTING
         self.state_since = time.time()
         self.last_error: str | None = None
@@ -100,7 +101,7 @@ class ServiceBusListener:
     async def start(self) -> None:
         from azure.servicebus.aio import AutoLockRenewer
 
-        self._client = self._client_factory()
+        self._client, self._credential = self._client_factory()
         renewal = self.options.max_auto_lock_renewal_duration
         if renewal is None or renewal > 0:
             self._renewer = AutoLockRenewer(
@@ -138,7 +139,7 @@ class ServiceBusListener:
                 await asyncio.wait(pending, timeout=5)
         if self._closing:
             await asyncio.wait(self._closing, timeout=5)
-        for closer in (self._renewer, self._client):
+        for closer in (self._renewer, self._client, self._credential):
             if closer is not None:
                 try:
                     await asyncio.wait_for(closer.close(), timeout=5)

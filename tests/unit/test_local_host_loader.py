@@ -187,3 +187,17 @@ def test_connections_resolve_like_the_functions_host() -> None:
         resolve_connection("SB", {}, function_name="f")
     with pytest.raises(HostConfigurationError, match="not a Service Bus connection string"):
         resolve_connection("SB", {"SB": "ns.servicebus.windows.net"}, function_name="f")
+
+
+async def test_identity_based_connection_builds_a_client_for_the_namespace_without_connecting() -> None:
+    connection = resolve_connection(
+        "SB", {"SB__fullyQualifiedNamespace": "ns.servicebus.windows.net"}, function_name="f"
+    )
+
+    client, credential = connection.create_client(retry_total=1)
+    try:
+        assert client.fully_qualified_namespace == "ns.servicebus.windows.net"
+        assert type(credential).__name__ == "DefaultAzureCredential"
+    finally:
+        await client.close()
+        await credential.close()
