@@ -138,10 +138,16 @@ class StatusNotifier:
             await asyncio.gather(*(self._forwarder.forward(url, batch) for url, batch in by_url.items()))
         return [Disposition.COMPLETE] * len(events)
 
-    async def refresh_registrations(self) -> bool:
-        """Re-register every followed order (keeps TTLs alive and restores entries after a Redis restart)."""
+    async def refresh_registrations(self, chunk: int = 500) -> bool:
+        """Re-register every followed order (keeps TTLs alive and restores entries after a Redis restart).
+
+        In chunks: one pipeline for tens of thousands of ids would hold the event loop for a long time.
+        """
         ids = self.followed
-        return await self._registry.register(ids) if ids else True
+        for start in range(0, len(ids), chunk):
+            if not await self._registry.register(ids[start:start + chunk]):
+                return False
+        return True
 
     async def deregister_all(self) -> None:
         await self.wait_background()
