@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from proton.reactor import Container
-
 from .config import BrokerConfig, load_config
 from .journal import SqliteJournal
+from .loop import EventLoop
 from .server import AmqpHandler
 from .store import Store
 
@@ -44,11 +44,10 @@ class Broker:
             raise ValueError("data_dir is required unless in_memory=True")
         self.data_dir = None if in_memory else Path(data_dir)
         self._handler: AmqpHandler | None = None
+        self._loop: EventLoop | None = None
         self._thread: threading.Thread | None = None
         self._http: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
         self.store: Store | None = None
 
     @property
@@ -61,13 +60,16 @@ class Broker:
     def start(self) -> "Broker":
         journal = SqliteJournal(self.data_dir) if self.data_dir is not None else None
         self.store = Store(self.config, journal)
-        self._handler = AmqpHandler(self.store, self.config, self._on_listening, self.host, self.port)
-        self._thread = threading.Thread(target=self._run, name="localbus-reactor", daemon=True)
+        self._handler = AmqpHandler(self.store, self.config)
+        try:
+            self._loop = EventLoop(self._handler, self.host, self.port)
+        except BaseException:
+            self.store.journal.close()
+            raise
+        self._handler.loop = self._loop
+        self.port = self._loop.port
+        self._thread = threading.Thread(target=self._run, name="localbus-loop", daemon=True)
         self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the broker's reactor did not start within 10 s")
-        if self._error is not None:
-            raise self._error
         if self.http_port is not None:
             self._http = ThreadingHTTPServer((self.host, self.http_port), _make_http_handler(self))
             self._http.daemon_threads = True
@@ -76,21 +78,26 @@ class Broker:
             self._http_thread.start()
         return self
 
-    def _on_listening(self, port: int) -> None:
-        self.port = port
-        self._ready.set()
-
     def _run(self) -> None:
+        profile_path = os.environ.get("LOCALBUS_PROFILE")
+        profiler = None
+        if profile_path:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
         try:
-            Container(self._handler).run()
-        except BaseException as exc:  # noqa: BLE001 - reported to start() or logged
-            self._error = exc
-            log.exception("broker reactor stopped with an error", extra={"event": "reactor-crashed"})
-            self._ready.set()
+            self._loop.run()
+        except BaseException:  # noqa: BLE001 - logged; the process supervisor sees the thread end
+            log.exception("broker loop stopped with an error", extra={"event": "loop-crashed"})
+        finally:
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(profile_path)
 
     def stats(self) -> dict[str, Any]:
         """Per-queue counts, computed on the reactor thread."""
-        return self._handler.call(self.store.stats).result(timeout=10)
+        return self._loop.call_soon_threadsafe(self.store.stats).result(timeout=10)
 
     def stop(self) -> None:
         if self._http is not None:
@@ -99,7 +106,7 @@ class Broker:
             self._http = None
         if self._thread is not None and self._thread.is_alive() and self._handler is not None:
             try:
-                self._handler.call(self._handler.shutdown).result(timeout=10)
+                self._loop.call_soon_threadsafe(self._handler.shutdown).result(timeout=10)
             except Exception:  # noqa: BLE001 - the thread is joined below regardless
                 pass
             self._thread.join(timeout=10)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from proton import Data, Described, symbol, timestamp, ulong
+from proton import Data, Described, symbol, ulong
 
 from .store import Incoming
 
@@ -125,6 +125,78 @@ def split_batch(buf: bytes) -> list[bytes]:
     return [buf]
 
 
+_UNPACK = {0x60: ">H", 0x61: ">h", 0x70: ">I", 0x71: ">i", 0x72: ">f", 0x80: ">Q", 0x81: ">q", 0x82: ">d", 0x83: ">q"}
+
+
+def _value(buf: bytes, pos: int):
+    """Decode the primitive value at ``pos`` (what message headers and properties hold)."""
+    code = buf[pos]
+    if code == 0x40:
+        return None
+    if code in (0xA1, 0xA3):
+        n = buf[pos + 1]
+        return bytes(buf[pos + 2: pos + 2 + n]).decode("utf-8", "replace")
+    if code in (0xB1, 0xB3):
+        n = struct.unpack_from(">I", buf, pos + 1)[0]
+        return bytes(buf[pos + 5: pos + 5 + n]).decode("utf-8", "replace")
+    if code == 0xA0:
+        return bytes(buf[pos + 2: pos + 2 + buf[pos + 1]])
+    if code == 0xB0:
+        n = struct.unpack_from(">I", buf, pos + 1)[0]
+        return bytes(buf[pos + 5: pos + 5 + n])
+    if code in (0x43, 0x44, 0x42):
+        return 0 if code != 0x42 else False
+    if code == 0x41:
+        return True
+    if code in (0x50, 0x52, 0x53):
+        return buf[pos + 1]
+    if code in (0x51, 0x54, 0x55):
+        return struct.unpack_from(">b", buf, pos + 1)[0]
+    if code == 0x56:
+        return buf[pos + 1] != 0
+    if code == 0x98:
+        import uuid as _uuid
+
+        return _uuid.UUID(bytes=bytes(buf[pos + 1: pos + 17]))
+    fmt = _UNPACK.get(code)
+    if fmt is not None:
+        return struct.unpack_from(fmt, buf, pos + 1)[0]
+    if code == 0x00:  # described value: keep the value
+        return _value(buf, _skip(buf, pos + 1))
+    raise MalformedMessage(f"unexpected AMQP type code 0x{code:02x} in a message header field")
+
+
+def _list_items(buf: bytes, vstart: int, wanted: int) -> list:
+    """The first ``wanted`` elements of the list at ``vstart`` (missing ones are None)."""
+    code = buf[vstart]
+    if code == 0x45:
+        return [None] * wanted
+    if code == 0xC0:
+        count, pos = buf[vstart + 2], vstart + 3
+    elif code == 0xD0:
+        count, pos = struct.unpack_from(">I", buf, vstart + 5)[0], vstart + 9
+    else:
+        raise MalformedMessage("a header or properties section must be a list")
+    out = []
+    for _ in range(min(count, wanted)):
+        out.append(_value(buf, pos))
+        pos = _skip(buf, pos)
+    return out + [None] * (wanted - len(out))
+
+
+def _map_entries(buf: bytes, vstart: int) -> tuple[int, int, int]:
+    """(count of keys and values, index of the first entry, end) of the map at ``vstart``."""
+    code = buf[vstart]
+    if code == 0xC1:
+        return buf[vstart + 2], vstart + 3, vstart + 2 + buf[vstart + 1]
+    if code == 0xD1:
+        size, count = struct.unpack_from(">II", buf, vstart + 1)
+        return count, vstart + 9, vstart + 5 + size
+    if code == 0x40:
+        return 0, vstart + 1, vstart + 1
+    raise MalformedMessage("an annotations section must be a map")
+
+
 def _millis(value) -> float | None:
     if value is None:
         return None
@@ -136,27 +208,35 @@ def read_incoming(buf: bytes) -> Incoming:
     secs = sections(buf)
     message_id = session_id = None
     ttl = scheduled = None
-    if not any(s[0] in (DATA, SEQUENCE, VALUE) for s in secs):
-        raise MalformedMessage("the message has no body section")
-    for code, start, vstart, end in secs:
-        if code == HEADER:
-            fields = _decode_value(buf[start:end]).value
-            if len(fields) > 2 and fields[2] is not None and fields[2] > 0:
-                ttl = fields[2] / 1000.0
-        elif code == MESSAGE_ANNOTATIONS:
-            annotations = _decode_value(buf[start:end]).value or {}
-            scheduled = _millis(annotations.get(SCHEDULED_ENQUEUE_TIME))
-        elif code == PROPERTIES:
-            fields = _decode_value(buf[start:end]).value
-            if fields:
+    has_body = False
+    try:
+        for code, start, vstart, end in secs:
+            if code == HEADER:
+                fields = _list_items(buf, vstart, 3)
+                if fields[2]:
+                    ttl = fields[2] / 1000.0
+            elif code == MESSAGE_ANNOTATIONS:
+                count, pos, _ = _map_entries(buf, vstart)
+                for _ in range(count // 2):
+                    key = _value(buf, pos)
+                    pos = _skip(buf, pos)
+                    if key == "x-opt-scheduled-enqueue-time":
+                        scheduled = _millis(_value(buf, pos))
+                    pos = _skip(buf, pos)
+            elif code == PROPERTIES:
+                fields = _list_items(buf, vstart, 11)
                 if fields[0] is not None:
                     message_id = str(fields[0])
-                if len(fields) > 10 and fields[10] is not None:
+                if fields[10] is not None:
                     session_id = str(fields[10])
-                if len(fields) > 8 and fields[8] is not None and ttl is None:
-                    created = fields[9] if len(fields) > 9 and fields[9] is not None else None
-                    if created is not None:
-                        ttl = max(0.001, (int(fields[8]) - int(created)) / 1000.0)
+                if ttl is None and fields[8] is not None and fields[9] is not None:
+                    ttl = max(0.001, (int(fields[8]) - int(fields[9])) / 1000.0)
+            elif code in (DATA, SEQUENCE, VALUE):
+                has_body = True
+    except (IndexError, struct.error) as exc:
+        raise MalformedMessage("truncated AMQP message") from exc
+    if not has_body:
+        raise MalformedMessage("the message has no body section")
     return Incoming(payload=bytes(buf), message_id=message_id, session_id=session_id, ttl=ttl, scheduled_at=scheduled)
 
 
@@ -164,39 +244,63 @@ def read_incoming(buf: bytes) -> Incoming:
 class Parsed:
     """A stored message split for re-annotation."""
 
-    header: list
-    annotations: dict
-    rest: bytes
+    header: list  # durable, priority, ttl (ms or None), first-acquirer
+    annotations: bytes  # the sender's message-annotation entries, still encoded
+    annotation_count: int  # keys and values in ``annotations``
+    rest: bytes  # properties, application properties, body, footer: passed through as sent
+
+
+_OWN_KEYS = ("x-opt-sequence-number", "x-opt-enqueued-time", "x-opt-locked-until", "x-opt-deadletter-source",
+             "x-opt-message-state", "x-opt-lock-token")
 
 
 def parse_stored(buf: bytes) -> Parsed:
-    header: list = []
-    annotations: dict = {}
+    header: list = [False, 4, None, False]
+    entries = b""
+    count = 0
     rest_start = 0
     for code, start, vstart, end in sections(buf):
         if code == HEADER:
-            header = list(_decode_value(buf[start:end]).value or [])
+            fields = _list_items(buf, vstart, 4)
+            header = [bool(fields[0]), 4 if fields[1] is None else fields[1], fields[2], bool(fields[3])]
         elif code == DELIVERY_ANNOTATIONS:
             pass
         elif code == MESSAGE_ANNOTATIONS:
-            annotations = dict(_decode_value(buf[start:end]).value or {})
+            n, pos, map_end = _map_entries(buf, vstart)
+            kept = []
+            for _ in range(n // 2):
+                key_start = pos
+                key = _value(buf, pos)
+                pos = _skip(buf, _skip(buf, pos))
+                if key not in _OWN_KEYS:  # the broker sets these itself
+                    kept.append(bytes(buf[key_start:pos]))
+            entries = b"".join(kept)
+            count = 2 * len(kept)
         else:
             rest_start = start
             break
         rest_start = end
-    return Parsed(header, annotations, bytes(buf[rest_start:]))
+    return Parsed(header, entries, count, bytes(buf[rest_start:]))
 
 
-_SEQ = symbol("x-opt-sequence-number")
-_ENQ = symbol("x-opt-enqueued-time")
-_LOCKED = symbol("x-opt-locked-until")
-_DLSOURCE = symbol("x-opt-deadletter-source")
-_STATE = symbol("x-opt-message-state")
-_LOCK_TOKEN = symbol("x-opt-lock-token")
+def _sym(name: str) -> bytes:
+    raw = name.encode()
+    return b"\xa3" + bytes([len(raw)]) + raw
 
 
-def _ts(seconds: float) -> timestamp:
-    return timestamp(int(seconds * 1000))
+def _str(value: str) -> bytes:
+    raw = value.encode()
+    if len(raw) < 256:
+        return b"\xa1" + bytes([len(raw)]) + raw
+    return b"\xb1" + struct.pack(">I", len(raw)) + raw
+
+
+_K_SEQ, _K_ENQ, _K_LOCKED = _sym("x-opt-sequence-number"), _sym("x-opt-enqueued-time"), _sym("x-opt-locked-until")
+_K_DLSOURCE, _K_STATE = _sym("x-opt-deadletter-source"), _sym("x-opt-message-state")
+_K_SCHEDULED = _sym("x-opt-scheduled-enqueue-time")
+_HEADER_PREFIX = b"\x00\x53\x70\xc0"
+_MA_PREFIX = b"\x00\x53\x72\xd1"
+_LONG, _TS, _INT = struct.Struct(">q"), struct.Struct(">q"), struct.Struct(">i")
 
 
 def encode_delivery(parsed: Parsed, *, seq: int, enqueued_at: float, delivery_count: int,
@@ -204,47 +308,35 @@ def encode_delivery(parsed: Parsed, *, seq: int, enqueued_at: float, delivery_co
                     deferred: bool, scheduled_at: float | None, dead_letter: tuple[str | None, str | None] | None
                     ) -> bytes:
     """The message as the broker delivers it: fresh header and annotations, the sender's other sections."""
-    header = list(parsed.header) + [None] * (5 - len(parsed.header))
-    header[4] = delivery_count
-    for i, default in ((0, False), (1, 4), (3, False)):
-        if header[i] is None:
-            header[i] = default
-    annotations = dict(parsed.annotations)
-    annotations[_SEQ] = seq
-    annotations[_ENQ] = _ts(enqueued_at)
+    durable, priority, ttl, first = parsed.header
+    body = (
+        (b"\x41" if durable else b"\x42")
+        + b"\x50" + bytes([priority & 0xFF])
+        + (b"\x40" if ttl is None else b"\x70" + struct.pack(">I", ttl & 0xFFFFFFFF))
+        + (b"\x41" if first else b"\x42")
+        + b"\x70" + struct.pack(">I", delivery_count & 0xFFFFFFFF)
+    )
+    header = _HEADER_PREFIX + bytes([len(body) + 1, 5]) + body
+    parts = [parsed.annotations, _K_SEQ, b"\x81", _LONG.pack(seq), _K_ENQ, b"\x83", _TS.pack(int(enqueued_at * 1000))]
+    count = parsed.annotation_count + 4
     if locked_until is not None:
-        annotations[_LOCKED] = _ts(locked_until)
-    if lock_token is not None:
-        import uuid as _uuid
-        annotations[_LOCK_TOKEN] = _uuid.UUID(bytes_le=lock_token)
+        parts += [_K_LOCKED, b"\x83", _TS.pack(int(locked_until * 1000))]
+        count += 2
     if dead_letter_source is not None:
-        annotations[_DLSOURCE] = dead_letter_source
+        parts += [_K_DLSOURCE, _str(dead_letter_source)]
+        count += 2
     if deferred:
-        annotations[_STATE] = 1
-    if scheduled_at is not None:
-        annotations[SCHEDULED_ENQUEUE_TIME] = _ts(scheduled_at)
-    d = Data()
-    d.put_described()
-    d.enter()
-    d.put_ulong(HEADER)
-    d.put_list()
-    d.enter()
-    d.put_bool(bool(header[0]))
-    d.put_ubyte(int(header[1]))
-    if header[2] is None:
-        d.put_null()
-    else:
-        d.put_uint(int(header[2]))
-    d.put_bool(bool(header[3]))
-    d.put_uint(int(header[4]))
-    d.exit()
-    d.exit()
-    d.put_object(Described(ulong(MESSAGE_ANNOTATIONS), annotations))
-    head = d.encode()
+        parts += [_K_STATE, b"\x71", _INT.pack(1)]
+        count += 2
+    if scheduled_at is not None and b"x-opt-scheduled-enqueue-time" not in parsed.annotations:
+        parts += [_K_SCHEDULED, b"\x83", _TS.pack(int(scheduled_at * 1000))]
+        count += 2
+    entries = b"".join(parts)
+    annotations = _MA_PREFIX + struct.pack(">II", len(entries) + 4, count) + entries
     rest = parsed.rest
     if dead_letter is not None:
         rest = _with_dead_letter_properties(rest, *dead_letter)
-    return head + rest
+    return header + annotations + rest
 
 
 def _with_dead_letter_properties(rest: bytes, reason: str | None, description: str | None) -> bytes:

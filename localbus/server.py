@@ -1,9 +1,9 @@
 """The AMQP 1.0 side of the broker: Service Bus' dialect over the queue semantics in ``store``.
 
-One reactor thread owns every connection and the store. Work done while handling a batch of events is
-committed to the journal once, when the reactor goes quiet (group commit); only then are sends
-acknowledged and settlements echoed, and receivers of entities that gained messages are served.
-Other threads reach the reactor only through its event injector.
+One loop thread (``loop.EventLoop``) owns every connection and the store. Work done while handling one turn's
+events is committed to the journal once at the end of the turn (group commit); only then are sends
+acknowledged, and receivers of entities that gained messages are served. Other threads reach the loop only
+through ``EventLoop.call_soon_threadsafe``.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from proton import (
 )
 from proton import Handler
 import cproton
-from proton.reactor import ApplicationEvent, Container, EventInjector
 
 from . import codec
+from .loop import EventLoop
 from .config import BrokerConfig
 from .store import (
     Consumer,
@@ -59,6 +59,7 @@ DEAD_LETTER_CONDITION = VENDOR + "dead-letter"
 DOTNET_EPOCH_TICKS = 621355968000000000
 SEND_CREDIT = 1000
 TICK_SECONDS = 0.05
+LAZY_COMMIT_SECONDS = 0.1
 DEFAULT_SESSION_WAIT = 65.0
 
 
@@ -166,63 +167,64 @@ class LinkCtx:
 
 
 class AmqpHandler(Handler):
-    """Reactor handler: one instance serves every connection."""
+    """Serves every connection; runs on the event loop's thread."""
 
-    def __init__(self, store: Store, config: BrokerConfig, on_ready: Callable[[int], None], host: str, port: int) -> None:
+    def __init__(self, store: Store, config: BrokerConfig) -> None:
         super().__init__()
         self.store = store
         self.config = config
-        self.host = host
-        self.port = port
-        self.on_ready = on_ready
-        self.acceptor = None
-        self.injector = EventInjector()
-        self.container: Container | None = None
+        self.loop: EventLoop | None = None
         self.after_commit: list[Callable[[], None]] = []
+        self.last_commit = 0.0
         self.consumers: dict[Consumer, Link] = {}
         self.waiting_sessions: list[Link] = []
         self.connections: set = set()
         self.stopping = False
         self.parsed_cache: dict[tuple[str, int], codec.Parsed] = {}
-        self.calls: list[tuple[Callable[[], Any], Future]] = []
 
-    # ----- reactor lifecycle --------------------------------------------------------------------
-    @_guarded
-    def on_reactor_init(self, event) -> None:
-        self.container = event.container
-        self.container.selectable(self.injector)
-        self.acceptor = self.container.acceptor(self.host, self.port)
-        port = self.acceptor._selectable._delegate.getsockname()[1]
-        self.port = port
-        self.container.schedule(TICK_SECONDS, self)
-        self.on_ready(port)
-
-    @_guarded
-    def on_timer_task(self, event) -> None:
+    # ----- loop lifecycle -----------------------------------------------------------------------
+    def tick(self) -> None:
         if self.stopping:
             return
         now = time.time()
         self.store.tick(now)
         self._expire_session_waits(now)
-        self.container.schedule(TICK_SECONDS, self)
+        self._commit(force=False)
 
-    @_guarded
-    def on_reactor_quiesced(self, event) -> None:
+    def flush(self) -> None:
         self._flush()
 
+    def _commit(self, force: bool) -> None:
+        """Commit the journal: now if ``force``, else at most every LAZY_COMMIT_SECONDS."""
+        journal = self.store.journal
+        if not journal.pending():
+            return
+        now = time.monotonic()
+        if not force and now - self.last_commit < LAZY_COMMIT_SECONDS:
+            return
+        try:
+            journal.commit()
+        except Exception:
+            log.exception("journal commit failed; unacknowledged sends are not acknowledged",
+                          extra={"event": "commit-failed"})
+            raise
+        self.last_commit = now
+
     def _flush(self) -> None:
-        """Group commit, then everything that had to wait for it."""
+        """Group commit, then everything that had to wait for it.
+
+        Sends, dead-letters, deferrals, abandons and management requests are answered only after their
+        commit. Completions are echoed at once and committed lazily (within LAZY_COMMIT_SECONDS): losing the
+        last completions in a crash means a redelivery, which at-least-once delivery allows anyway.
+        """
         store = self.store
-        if store.journal.pending():
-            try:
-                store.journal.commit()
-            except Exception:
-                log.exception("journal commit failed; unacknowledged sends will be refused", extra={"event": "commit-failed"})
-                raise
         if self.after_commit:
+            self._commit(force=True)
             actions, self.after_commit = self.after_commit, []
             for action in actions:
                 action()
+        else:
+            self._commit(force=False)
         if store.lost_sessions:
             lost, store.lost_sessions = store.lost_sessions, []
             for consumer, session in lost:
@@ -245,31 +247,12 @@ class AmqpHandler(Handler):
                     link = self.consumers.get(consumer)
                     if link is not None:
                         self._pump(link, consumer, now)
-            if store.journal.pending():
-                store.journal.commit()
-
-    # ----- application events from other threads ------------------------------------------------
-    def call(self, fn: Callable[[], Any]) -> Future:
-        """Run ``fn`` on the reactor thread; the future holds its result."""
-        fut: Future = Future()
-        self.calls.append((fn, fut))
-        self.injector.trigger(ApplicationEvent("localbus_call"))
-        return fut
-
-    @_guarded
-    def on_localbus_call(self, event) -> None:
-        while self.calls:
-            fn, fut = self.calls.pop(0)
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                fut.set_exception(exc)
+            self._commit(force=False)
 
     def shutdown(self) -> None:
-        """Reactor thread: stop accepting, close every connection, end the loop."""
+        """Loop thread: stop accepting, close every connection, commit, end the loop."""
         self.stopping = True
-        if self.acceptor is not None:
-            self.acceptor.close()
+        self.loop.close_listener()
         for conn in list(self.connections):
             try:
                 conn.condition = Condition("amqp:connection:forced", "The broker is shutting down.")
@@ -277,16 +260,11 @@ class AmqpHandler(Handler):
             except Exception:  # noqa: BLE001
                 pass
         self._flush()
-        self.injector.close()
-        self.container.stop()
+        self._commit(force=True)
+        self.loop.flush_output()
+        self.loop.stop()
 
     # ----- connections --------------------------------------------------------------------------
-    @_guarded
-    def on_connection_bound(self, event) -> None:
-        sasl = event.transport.sasl()
-        sasl.allowed_mechs("ANONYMOUS")
-        event.transport.idle_timeout = 0
-
     @_guarded
     def on_connection_remote_open(self, event) -> None:
         conn = event.connection
@@ -300,6 +278,10 @@ class AmqpHandler(Handler):
         event.session.open()
 
     @_guarded
+    def on_session_remote_close(self, event) -> None:
+        event.session.close()
+
+    @_guarded
     def on_connection_remote_close(self, event) -> None:
         self._drop_connection(event.connection)
         event.connection.close()
@@ -309,7 +291,6 @@ class AmqpHandler(Handler):
         conn = event.connection
         if conn is not None:
             self._drop_connection(conn)
-        event.transport.unbind()
 
     @_guarded
     def on_transport_tail_closed(self, event) -> None:
@@ -712,12 +693,17 @@ class AmqpHandler(Handler):
             if dlv.settled:
                 dlv.settle()
                 return
-            self.after_commit.append(lambda: self._reject(dlv, exc.condition, exc.description))
+            self._reject(dlv, exc.condition, exc.description)
             return
         if dlv.settled:
             dlv.settle()
             return
-        self.after_commit.append(lambda: self._echo(dlv, state))
+        if outcome is Outcome.COMPLETE or outcome is Outcome.RELEASE:
+            # Committed lazily: a completion lost in a crash only means a redelivery.
+            self._echo(dlv, state)
+        else:
+            # Dead-lettered, deferred and abandoned states are durable before the client hears of them.
+            self.after_commit.append(lambda: self._echo(dlv, state))
 
     @staticmethod
     def _echo(dlv, state) -> None:
@@ -749,6 +735,8 @@ class AmqpHandler(Handler):
         self._reply(lctx.conn, "$cbs", msg.reply_to, reply)
 
     def _reply(self, conn_ctx: ConnCtx, node: str, reply_to: str | None, reply: Message) -> None:
+        if conn_ctx.closed:
+            return
         link = None
         if reply_to:
             link = conn_ctx.reply_links.get(entity_path(reply_to).lower())
@@ -796,9 +784,8 @@ class AmqpHandler(Handler):
         if condition:
             app["errorCondition"] = symbol(condition)
         reply = Message(correlation_id=msg.id, properties=app, body=result)
-        self._reply(lctx.conn, lctx.path + "/$management", msg.reply_to, reply)
-        if self.store.journal.pending() or self.store.dirty:
-            pass  # committed and served when the reactor goes quiet
+        # Scheduled messages and session state are acknowledged only once they are durable.
+        self.after_commit.append(lambda: self._reply(lctx.conn, lctx.path + "/$management", msg.reply_to, reply))
 
     def _session_consumer(self, lctx: LinkCtx, body: dict) -> Consumer | None:
         sid = body.get("session-id")
