@@ -7,6 +7,7 @@ to every request.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -29,17 +30,38 @@ class RedisCorrelationRegistry:
         self._redis = redis
         self._retry_after_failure = retry_after_failure_seconds
         self._skip_until = 0.0
+        self._pending: list[tuple[str, str, int, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def record_accepted(self, record: AcceptedRecord, ttl_seconds: int) -> None:
-        """Store the record; when Redis does not answer, log it and carry on (the order is still accepted)."""
+        """Store the record; when Redis does not answer, log it and carry on (the order is still accepted).
+
+        Returns once Redis has stored it (or failed). Under load, records of concurrent calls go out together
+        in one pipelined round trip: while one batch is on the wire, new records wait for the next one.
+        """
         if time.monotonic() < self._skip_until:
             return
         payload = json.dumps({"correlationId": record.correlation_id, "customerId": record.customer_id,
                               "currency": record.currency, "acceptedAt": iso_utc(record.accepted_at)})
-        try:
-            await self._redis.set(KEY_PREFIX + record.correlation_id, payload, ex=ttl_seconds)
-        except Exception as error:
-            self._trip(error, record.correlation_id)
+        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((record.correlation_id, payload, ttl_seconds, stored))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_while_pending())
+        await stored
+
+    async def _write_while_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self._redis.pipeline(transaction=False) as pipeline:
+                    for correlation_id, payload, ttl_seconds, _ in batch:
+                        pipeline.set(KEY_PREFIX + correlation_id, payload, ex=ttl_seconds)
+                    await pipeline.execute()
+            except Exception as error:
+                self._trip(error, batch[0][0])
+            for *_, stored in batch:
+                if not stored.done():
+                    stored.set_result(None)
 
     async def get_accepted(self, correlation_id: str) -> AcceptedRecord | None:
         """The record, or None when there is none; ``TransientError`` when Redis does not answer (the order may

@@ -1,0 +1,47 @@
+"""Concurrent ``Accepted`` records share pipelined round trips to a private redis-server, and every one of them
+is stored with its TTL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+from orders.adapters.azure_clients import redis_client
+from orders.adapters.redis_correlation_registry import RedisCorrelationRegistry
+from orders.domain.model import AcceptedRecord
+
+CONCURRENT = 300
+ACCEPTED_AT = datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=UTC)  # the record keeps milliseconds
+
+
+def _set_calls(info: dict[str, object]) -> int:
+    stats = info.get("cmdstat_set")
+    return int(stats["calls"]) if isinstance(stats, dict) else 0
+
+
+def test_concurrent_records_are_each_stored_with_their_ttl_in_few_round_trips(redis_server) -> None:
+    records = [AcceptedRecord(str(uuid.uuid4()), f"c-{n % 7}", "EUR", ACCEPTED_AT) for n in range(CONCURRENT)]
+
+    async def scenario() -> tuple[list[AcceptedRecord | None], list[int], int, int]:
+        client = redis_client(redis_server.url)
+        registry = RedisCorrelationRegistry(client)
+        try:
+            sets_before = _set_calls(await client.info("commandstats"))
+            connections_before = int((await client.info("stats"))["total_connections_received"])
+
+            await asyncio.gather(*(registry.record_accepted(record, ttl_seconds=90_000) for record in records))
+            sets = _set_calls(await client.info("commandstats")) - sets_before
+            connections = int((await client.info("stats"))["total_connections_received"]) - connections_before
+            found = [await registry.get_accepted(record.correlation_id) for record in records]
+            ttls = [await client.ttl(f"orders:accepted:{record.correlation_id}") for record in records]
+            return found, ttls, sets, connections
+        finally:
+            await client.aclose()
+
+    found, ttls, sets, connections = asyncio.run(scenario())
+    assert found == records
+    assert all(89_990 < ttl <= 90_000 for ttl in ttls)
+    assert sets == CONCURRENT
+    # One SET per call would need a pooled connection per concurrent call; batches need a handful.
+    assert connections < CONCURRENT // 10
