@@ -285,10 +285,12 @@ def measure_idle(target: Target, sockets: int, processes: int) -> None:
 
 
 class Publisher:
-    """Sends event batches to a target: HTTP POST /internal/events, or a WebSocket for the bare server."""
+    """Sends event batches to a target: POST /internal/events over one keep-alive connection (a minimal
+    HTTP/1.1 client, so the bench's own overhead stays small), or one WebSocket for the bare server."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
+        self.ws = None
 
     async def __aenter__(self) -> Publisher:
         if self.target.name.startswith("bare"):
@@ -297,27 +299,31 @@ class Publisher:
             self.ws = await connect(f"ws://127.0.0.1:{self.target.port}/push", proxy=None, compression=None,
                                     max_size=None)
         else:
-            import httpx
-
-            self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.target.port}",
-                                          headers={"Authorization": f"Bearer {INTERNAL_SECRET}"}, timeout=30)
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.target.port)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if hasattr(self, "ws"):
+        if self.ws is not None:
             await self.ws.close()
         else:
-            await self.http.aclose()
+            self.writer.close()
+            await self.writer.wait_closed()
 
     async def send(self, events: list[dict]) -> None:
         at = repr(time.time())
-        body = {"events": [e | {"at": at} for e in events]}
-        if hasattr(self, "ws"):
-            await self.ws.send(json.dumps(body))
-        else:
-            response = await self.http.post("/internal/events", content=json.dumps(body),
-                                            headers={"Content-Type": "application/json"})
-            response.raise_for_status()
+        body = json.dumps({"events": [e | {"at": at} for e in events]}).encode()
+        if self.ws is not None:
+            await self.ws.send(body.decode())
+            return
+        self.writer.write(b"POST /internal/events HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                          b"Authorization: Bearer " + INTERNAL_SECRET.encode() + b"\r\nContent-Length: "
+                          + str(len(body)).encode() + b"\r\n\r\n" + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 202"):
+            raise RuntimeError(f"the service refused a batch: {head[:80]!r}")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        await self.reader.readexactly(length)
 
 
 def collect(clients: list[subprocess.Popen[str]], expected_per_client: list[int]) -> list[dict]:

@@ -14,7 +14,7 @@ from websocket_service.gateway import SocketGateway
 from websocket_service.notifier import StatusNotifier
 from websocket_service.ports import CorrelationRegistry, EventForwarder, StatusConsumer, StatusReader
 from websocket_service.redis_registry import RedisCorrelationRegistry
-from websocket_service.settings import WebSocketSettings
+from websocket_service.settings import DEV_INTERNAL_SECRET, DEV_NOTIFY_TOKEN_SECRET, WebSocketSettings
 from websocket_service.status_api import StatusApiClient
 
 log = logging.getLogger("websocket_service.bootstrap")
@@ -77,6 +77,10 @@ def bootstrap(
 ) -> Services:
     """Wire the service from ``settings`` (the environment when None); any port may be overridden."""
     settings = settings or WebSocketSettings()
+    if settings.notify_token_secret.get_secret_value() == DEV_NOTIFY_TOKEN_SECRET or \
+            settings.internal_secret.get_secret_value() == DEV_INTERNAL_SECRET:
+        log.warning("running with the development default of NOTIFY_TOKEN_SECRET or WS_INTERNAL_SECRET: "
+                    "set both from a secret store anywhere but on a laptop")
     if registry is None:
         credentials = None
         if settings.redis_entra_auth:

@@ -1,0 +1,35 @@
+"""Settings of the WebSocket service: every key documented, bad values refused with a useful message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from websocket_service.settings import WebSocketSettings
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "websocket-service.md"
+
+
+def test_every_setting_is_documented() -> None:
+    text = DOC.read_text()
+    missing = [f.alias for f in WebSocketSettings.model_fields.values() if f"| `{f.alias}` |" not in text]
+    assert missing == [], f"document these settings in {DOC.name}: {missing}"
+
+
+def test_settings_come_from_the_environment_and_are_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WS_PORT", "9123")
+    monkeypatch.setenv("ServiceBusConnection__fullyQualifiedNamespace", "ns.servicebus.windows.net")
+    monkeypatch.setenv("WS_INTERNAL_URL", "http://10.1.2.3:8080/")
+    settings = WebSocketSettings()
+    assert settings.port == 9123 and settings.servicebus_configured
+    assert settings.advertised_internal_url == "http://10.1.2.3:8080"
+    with pytest.raises(ValidationError):
+        settings.port = 1  # type: ignore[misc]
+
+
+def test_empty_secrets_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WS_INTERNAL_SECRET", "")
+    with pytest.raises(ValidationError, match="WS_INTERNAL_SECRET is empty"):
+        WebSocketSettings()
