@@ -455,5 +455,30 @@ async def test_sigterm_closes_sockets_with_1012_and_deregisters(launch, redis_se
     registry.close()
 
 
+async def test_heartbeat_drops_a_peer_that_stopped_answering(launch) -> None:
+    """A client that completed the handshake and then went silent (no pongs) is closed and forgotten."""
+    a = launch("a", consume=False, WS_HEARTBEAT_SECONDS="0.5")
+    cid = new_id()
+    raw = socket.create_connection(("127.0.0.1", a.port))
+    raw.sendall((f"GET /ws?correlationId={cid}&token={token(cid)} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    assert raw.recv(4096).startswith(b"HTTP/1.1 101")
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{a.http}/healthz")).json()["sockets"] == 1
+        deadline = time.monotonic() + 10
+        while (await client.get(f"{a.http}/healthz")).json()["sockets"] != 0:
+            assert time.monotonic() < deadline, "a silent peer was never dropped"
+            await asyncio.sleep(0.1)
+    raw.close()
+
+
+async def test_upgrades_elsewhere_than_ws_are_refused(launch) -> None:
+    a = launch("a", consume=False)
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(f"ws://127.0.0.1:{a.port}/elsewhere", proxy=None)
+    assert refused.value.response.status_code == 404
+
+
 if __name__ == "__main__":
     _run_instance()
