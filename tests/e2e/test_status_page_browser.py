@@ -77,12 +77,14 @@ class FakeOrderApi:
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 cid = str(uuid.uuid4())
+                token = issue_notify_token(NOTIFY_SECRET.encode(), cid, 600)
                 api.orders[cid] = {"correlationId": cid, "status": "Accepted", "orderId": None, "total": None,
                                    "currency": body["currency"], "reason": None, "updatedAt": "2026-01-01T00:00:00Z",
                                    "request": body, "idempotencyKey": self.headers.get("Idempotency-Key")}
                 self._reply(202, {"correlationId": cid, "status": "Accepted", "statusUrl": f"/api/orders/{cid}",
-                                  "notifyUrl": api.notify_url,
-                                  "notifyToken": issue_notify_token(NOTIFY_SECRET.encode(), cid, 600)},
+                                  # Like the intake: the full URL, query included.
+                                  "notifyUrl": f"{api.notify_url}?correlationId={cid}&token={token}",
+                                  "notifyToken": token},
                             {"Location": f"/api/orders/{cid}"})
 
             def log_message(self, *args: object) -> None:
