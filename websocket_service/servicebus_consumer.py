@@ -8,6 +8,7 @@ failure of the connection is retried with growing pauses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -46,10 +47,13 @@ class ServiceBusStatusConsumer:
             def factory() -> Any:
                 return ServiceBusClient.from_connection_string(connection_string)
         elif namespace:
-            def factory() -> Any:
+            @contextlib.asynccontextmanager
+            async def factory() -> Any:
                 from azure.identity.aio import DefaultAzureCredential
 
-                return ServiceBusClient(namespace, credential=DefaultAzureCredential())
+                # The credential holds its own HTTP session: close it with the client on every reconnect.
+                async with DefaultAzureCredential() as credential, ServiceBusClient(namespace, credential) as client:
+                    yield client
         else:
             raise ValueError("set ServiceBusConnection or ServiceBusConnection__fullyQualifiedNamespace")
         return cls(factory, queue_name)
