@@ -11,10 +11,7 @@ Other threads reach the loop only through ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import errno
-import heapq
-import itertools
 import logging
-import os
 import selectors
 import socket
 import time
@@ -115,8 +112,6 @@ class EventLoop:
         self._conns: dict[int, _Conn] = {}
         self._by_transport: dict[int, _Conn] = {}
         self._to_write: set[_Conn] = set()
-        self._timers: list[tuple[float, int, Callable[[], None]]] = []
-        self._seq = itertools.count()
         self._running = True
         self._next_tick = 0.0
         self._next_engine_tick = 0.0

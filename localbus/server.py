@@ -13,23 +13,19 @@ import functools
 import hashlib
 import hmac
 import logging
-import threading
 import time
 import uuid
-from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Callable
 from urllib.parse import quote_plus, unquote_plus, urlparse
 
 from proton import (
     Condition,
-    Data,
     Delivery,
     Endpoint,
     Link,
     Message,
     symbol,
     timestamp,
-    ulong,
 )
 from proton import Handler
 import cproton
@@ -39,7 +35,6 @@ from .loop import EventLoop
 from .config import BrokerConfig
 from .store import (
     Consumer,
-    EntityNotFound,
     InvalidRequest,
     Outcome,
     SessionCannotBeLocked,
@@ -350,8 +345,8 @@ class AmqpHandler(Handler):
         except AuthError as exc:
             self._refuse_link(link, "amqp:unauthorized-access", str(exc))
 
-    def _refuse_link(self, link, condition: str, description: str) -> None:
-        log.info("link refused", extra={"event": "link-refused", "condition": condition, "description": description,
+    def _refuse_link(self, link, cond_name: str, description: str) -> None:
+        log.info("link refused", extra={"event": "link-refused", "condition": cond_name, "description": description,
                                        "address": (link.remote_target.address if link.is_receiver else link.remote_source.address)})
         # A refused attach carries a null terminus, so the client never sees the link as usable.
         from proton import Terminus
@@ -362,7 +357,7 @@ class AmqpHandler(Handler):
             link.target.copy(link.remote_target)
             link.source.type = Terminus.UNSPECIFIED
         link.open()
-        self._close_link(link, condition, description)
+        self._close_link(link, cond_name, description)
 
     def _close_link(self, link, cond_name: str | None, description: str | None) -> None:
         if cond_name is not None:
@@ -763,26 +758,27 @@ class AmqpHandler(Handler):
         body = msg.body if isinstance(msg.body, dict) else {}
         body = {str(k): v for k, v in body.items()}
         now = time.time()
-        status, desc, result, condition = 200, "OK", {}, None
+        status, desc, result, error_condition = 200, "OK", {}, None
         try:
             handler = _MGMT_OPS.get(op)
             if handler is None:
                 raise StoreError(f"Unsupported management operation {op!r}.")
             status, result = handler(self, lctx, body, now)
         except StoreError as exc:
-            condition, desc = exc.condition, exc.description
+            error_condition, desc = exc.condition, exc.description
             status = {
                 "amqp:not-found": 404, "com.microsoft:message-not-found": 404,
                 "com.microsoft:message-lock-lost": 410, "com.microsoft:session-lock-lost": 410,
                 "com.microsoft:argument-error": 400, "com.microsoft:session-cannot-be-locked": 409,
+                "amqp:resource-limit-exceeded": 403, "amqp:link:message-size-exceeded": 413,
             }.get(exc.condition, 500)
             if type(exc) is StoreError:
-                status, condition = 501, "amqp:not-implemented"
+                status, error_condition = 501, "amqp:not-implemented"
         except (KeyError, TypeError, ValueError) as exc:
-            status, desc, condition = 400, f"Malformed {op} request: {exc!r}", "com.microsoft:argument-error"
+            status, desc, error_condition = 400, f"Malformed {op} request: {exc!r}", "com.microsoft:argument-error"
         app = {"statusCode": status, "statusDescription": desc}
-        if condition:
-            app["errorCondition"] = symbol(condition)
+        if error_condition:
+            app["errorCondition"] = symbol(error_condition)
         reply = Message(correlation_id=msg.id, properties=app, body=result)
         # Scheduled messages and session state are acknowledged only once they are durable.
         self.after_commit.append(lambda: self._reply(lctx.conn, lctx.path + "/$management", msg.reply_to, reply))

@@ -6,14 +6,13 @@ live, scheduled and deferred messages, and the dead-letter sub-queue. Message pa
 
 All state is held in memory and mirrored to a ``Journal``; the caller decides when the journal commits
 (the AMQP layer commits once per reactor turn and only then acknowledges sends). Not thread-safe: one
-thread owns a ``Store``; ``lock`` exists only so another thread may take a consistent snapshot for stats.
+thread owns a ``Store``; other threads ask that thread (the broker's loop) for a snapshot.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-import threading
 import uuid
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -204,7 +203,6 @@ class Store:
     def __init__(self, config: BrokerConfig, journal: Journal | None = None) -> None:
         self.config = config
         self.journal: Journal = journal or MemoryJournal()
-        self.lock = threading.RLock()
         self.entities: dict[str, Entity] = {}
         self.queues: dict[str, tuple[Entity, Entity]] = {}
         for q in config.queues:
@@ -727,23 +725,22 @@ class Store:
 
     # ----- visibility ---------------------------------------------------------------------------
     def stats(self) -> dict[str, dict]:
-        with self.lock:
-            out = {}
-            for name, (main, dlq) in self.queues.items():
-                counts = main.counts()
-                out[name] = {
-                    "active": counts["active"],
-                    "deadLettered": len(dlq.messages),
-                    "scheduled": counts["scheduled"],
-                    "deferred": counts["deferred"],
-                    "locked": counts["locked"] + dlq.counts()["locked"],
-                    "sizeBytes": main.bytes + dlq.bytes,
-                    "requiresSession": main.sessionful,
-                    "sessions": [
-                        {"id": s.id, "messages": s.count, "locked": s.holder is not None,
-                         "hasState": s.state is not None}
-                        for s in main.sessions.values() if s.count > 0 or s.holder is not None
-                    ],
-                    "receivers": len(main.consumers) + len(dlq.consumers),
-                }
-            return out
+        out = {}
+        for name, (main, dlq) in self.queues.items():
+            counts = main.counts()
+            out[name] = {
+                "active": counts["active"],
+                "deadLettered": len(dlq.messages),
+                "scheduled": counts["scheduled"],
+                "deferred": counts["deferred"],
+                "locked": counts["locked"] + dlq.counts()["locked"],
+                "sizeBytes": main.bytes + dlq.bytes,
+                "requiresSession": main.sessionful,
+                "sessions": [
+                    {"id": s.id, "messages": s.count, "locked": s.holder is not None,
+                     "hasState": s.state is not None}
+                    for s in main.sessions.values() if s.count > 0 or s.holder is not None
+                ],
+                "receivers": len(main.consumers) + len(dlq.consumers),
+            }
+        return out

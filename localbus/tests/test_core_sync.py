@@ -62,6 +62,17 @@ def test_every_message_property_round_trips(client):
         receiver.complete_message(got)
 
 
+def test_large_message_spanning_many_frames_round_trips(client):
+    body = bytes(range(256)) * 900  # 230 kB: under the 256 kB default, over many AMQP frames
+    with client.get_queue_sender("order-status") as sender:
+        sender.send_messages(ServiceBusMessage(body, message_id="big"))
+    with client.get_queue_receiver("order-status", max_wait_time=5) as receiver:
+        [got] = receive_n(receiver, 1)
+        assert got.message_id == "big"
+        assert b"".join(got.body) == body
+        receiver.complete_message(got)
+
+
 def test_batch_send_and_prefetch_receive_in_order(client):
     with client.get_queue_sender("plain") as sender:
         sender.send_messages([ServiceBusMessage(f"list-{i}") for i in range(20)])

@@ -13,7 +13,7 @@ from azure.servicebus import (
     ServiceBusReceiveMode,
     ServiceBusSubQueue,
 )
-from azure.servicebus.exceptions import MessageLockLostError, SessionLockLostError
+from azure.servicebus.exceptions import MessageLockLostError, MessageNotFoundError, SessionLockLostError
 
 from localbus.testing import running_broker
 from localbus.tests.helpers import receive_n
@@ -97,7 +97,7 @@ def test_max_delivery_count_dead_letters(client):
         dlq.complete_message(dead)
 
 
-def test_defer_and_receive_deferred(client):
+def test_defer_and_receive_deferred(client, broker):
     with client.get_queue_sender("defer") as sender:
         sender.send_messages([ServiceBusMessage("later"), ServiceBusMessage("now")])
     with client.get_queue_receiver("defer", max_wait_time=5) as receiver:
@@ -115,6 +115,11 @@ def test_defer_and_receive_deferred(client):
         [deferred] = receiver.receive_deferred_messages([first.sequence_number])
         receiver.complete_message(deferred)
         assert receiver.peek_messages(max_message_count=5, sequence_number=1) == []
+    # The SDK retries this error; a client without retries shows it at once.
+    with ServiceBusClient.from_connection_string(broker.connection_string, retry_total=0) as no_retry:
+        with no_retry.get_queue_receiver("defer") as receiver:
+            with pytest.raises(MessageNotFoundError):
+                receiver.receive_deferred_messages([first.sequence_number])
 
 
 def test_scheduled_send_and_cancel(client, broker):
@@ -216,3 +221,18 @@ def test_session_state_get_and_set(client):
     with client.get_queue_receiver("sess-state", session_id=sid, max_wait_time=5) as receiver:
         assert receiver.session.get_state() == b"step-2"
         receiver.session.set_state(None)
+
+
+def test_idle_session_receiver_learns_its_lock_expired(client, broker):
+    sid = f"s-{uuid.uuid4()}"
+    with client.get_queue_sender("sess-lock") as sender:
+        sender.send_messages(ServiceBusMessage("waiting", session_id=sid))
+    with client.get_queue_receiver("sess-lock", session_id=sid, max_wait_time=5) as receiver:
+        time.sleep(2.5)
+        with pytest.raises(SessionLockLostError):
+            receiver.receive_messages(max_wait_time=1)
+    # The broker let the session go: another receiver can take it.
+    assert not any(s["locked"] for s in broker.stats()["sess-lock"]["sessions"] if s["id"] == sid)
+    with client.get_queue_receiver("sess-lock", session_id=sid, max_wait_time=5) as receiver:
+        [m] = receive_n(receiver, 1)
+        receiver.complete_message(m)
