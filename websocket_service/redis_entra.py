@@ -43,3 +43,6 @@ class EntraIdRedisCredentials(CredentialProvider):
             self._cached = (_object_id(token.token), token.token)
             self._expires_on = float(token.expires_on)
         return self._cached
+
+    async def aclose(self) -> None:
+        await self._credential.close()  # type: ignore[attr-defined]

@@ -44,6 +44,7 @@ class RedisCorrelationRegistry:
         self._prefix = prefix
         self._clock = clock
         self._available = True
+        self._credentials: object | None = None
 
     @classmethod
     def from_url(cls, url: str, *, credential_provider: object | None = None, **kwargs: object) -> RedisCorrelationRegistry:
@@ -52,7 +53,9 @@ class RedisCorrelationRegistry:
             url, socket_connect_timeout=0.5, socket_timeout=1.0, retry=Retry(NoBackoff(), 0),
             health_check_interval=15, decode_responses=True, credential_provider=credential_provider,
         )
-        return cls(client, **kwargs)  # type: ignore[arg-type]
+        registry = cls(client, **kwargs)  # type: ignore[arg-type]
+        registry._credentials = credential_provider
+        return registry
 
     @property
     def available(self) -> bool:
@@ -128,3 +131,5 @@ class RedisCorrelationRegistry:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        if self._credentials is not None and hasattr(self._credentials, "aclose"):
+            await self._credentials.aclose()

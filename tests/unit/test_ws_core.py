@@ -140,3 +140,4 @@ def test_registry_failure_gives_the_event_back_a_few_times_then_drops_it() -> No
     assert disposition_after_registry_failure(False, 0, 5) == Disposition.ABANDON
     assert disposition_after_registry_failure(False, 4, 5) == Disposition.COMPLETE
     assert disposition_after_registry_failure(True, 0, 5) == Disposition.COMPLETE
+
