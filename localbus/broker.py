@@ -51,10 +51,7 @@ class Broker:
 
     @property
     def connection_string(self) -> str:
-        return (
-            f"Endpoint=sb://localhost:{self.port};SharedAccessKeyName={self.config.key_name};"
-            f"SharedAccessKey={self.config.key};UseDevelopmentEmulator=true;"
-        )
+        return self.config.connection_string(self.port)
 
     def start(self) -> "Broker":
         journal = SqliteJournal(self.data_dir) if self.data_dir is not None else None

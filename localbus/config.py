@@ -69,6 +69,13 @@ class BrokerConfig:
     key: str = DEV_KEY
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    def connection_string(self, port: int, host: str = "localhost") -> str:
+        """What an azure-servicebus program passes to ``from_connection_string`` to reach this broker."""
+        return (
+            f"Endpoint=sb://{host}:{port};SharedAccessKeyName={self.key_name};"
+            f"SharedAccessKey={self.key};UseDevelopmentEmulator=true;"
+        )
+
     def queue(self, name: str) -> QueueConfig | None:
         for queue in self.queues:
             if queue.name.lower() == name.lower():

@@ -19,6 +19,11 @@ from .broker import Broker
 from .config import BrokerConfig, load_config
 
 
+def connection_string_for(port: int, config: BrokerConfig | dict | str | Path | None = None) -> str:
+    """The connection string of a broker on ``port`` serving ``config`` (None: the default config)."""
+    return load_config(config).connection_string(port)
+
+
 class RunningBroker:
     """Handle on an in-process broker."""
 
@@ -87,10 +92,7 @@ class BrokerProcess:
 
     @property
     def connection_string(self) -> str:
-        return (
-            f"Endpoint=sb://localhost:{self.port};SharedAccessKeyName={self.config.key_name};"
-            f"SharedAccessKey={self.config.key};UseDevelopmentEmulator=true;"
-        )
+        return self.config.connection_string(self.port)
 
     def start(self, timeout: float = 15.0) -> None:
         """Start (or restart) on the same ports and data directory; return once it is ready."""

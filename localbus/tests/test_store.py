@@ -131,3 +131,12 @@ def test_config_durations_and_errors():
         config_from_dict({"queues": [{"name": "x", "lockduration": "PT1M"}]})
     q = config_from_dict({"queues": [{"name": "x"}]}).queues[0]
     assert (q.lock_duration, q.max_delivery_count, q.duplicate_detection_window, q.max_message_size_bytes) == (60, 10, 600, 262144)
+
+
+def test_connection_string_for_a_port():
+    from localbus.testing import connection_string_for
+
+    cs = connection_string_for(5999)
+    assert cs == ("Endpoint=sb://localhost:5999;SharedAccessKeyName=RootManageSharedAccessKey;"
+                  "SharedAccessKey=bG9jYWxidXMtZGV2ZWxvcG1lbnQta2V5LW5vdC1hLXNlY3JldA==;UseDevelopmentEmulator=true;")
+    assert "SharedAccessKeyName=k;SharedAccessKey=s;" in connection_string_for(1, {"queues": [], "sharedAccessKeyName": "k", "sharedAccessKey": "s"})
