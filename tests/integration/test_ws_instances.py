@@ -1,16 +1,14 @@
-"""WebSocket service instances as real processes, a real redis-server, real sockets.
+"""WebSocket service instances as real processes on the local broker and a real redis-server, real sockets.
 
-The local broker is not used here: each instance gets a ``FakeQueueStatusConsumer`` injected at the
-composition root, a competing consumer over a Redis list on a second private redis-server, so several
-processes take events from one queue as they would from ``order-status``. The status API is a small real
-HTTP server in the test process serving canned statuses, standing in for the order pipeline's
-``GET /api/orders/{id}``. Run as a script, this file starts one instance with that fake consumer.
+Instances consume ``order-status`` from an in-process local broker (``localbus.testing``) as competing
+consumers; tests publish status events with the Service Bus SDK as the order pipeline does. The status
+API is a small real HTTP server in the test process serving canned statuses, standing in for the
+pipeline's ``GET /api/orders/{id}`` so each test decides what "current status" is.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -28,73 +26,19 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-import redis.asyncio as aioredis
+from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSender
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from localbus.testing import RunningBroker, running_broker
 from orders.notify_tokens import issue_notify_token
 from testing_support.ports import free_port, wait_for_port
 from testing_support.redis_server import RedisServer, running_redis
-from websocket_service.core import Disposition, InvalidEvent, StatusEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTIFY_SECRET = "test-notify-secret"
 INTERNAL_SECRET = "test-internal-secret"
-QUEUE_KEY = "fake-order-status"
-
-
-class FakeQueueStatusConsumer:
-    """Competing consumer over a Redis list, standing in for the Service Bus receiver in these tests.
-
-    Items are ``{"body": <status event>, "deliveryCount": n}``; an abandoned event goes back to the list
-    with its count raised, as a redelivery would.
-    """
-
-    def __init__(self, url: str, key: str) -> None:
-        self._url, self._key = url, key
-        self._connected = False
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
-
-    async def run(self, handle) -> None:
-        client = aioredis.Redis.from_url(self._url, socket_connect_timeout=0.5)
-        try:
-            while True:
-                try:
-                    item = await client.blpop([self._key], timeout=1)
-                    self._connected = True
-                except (redis.RedisError, OSError):
-                    self._connected = False
-                    await asyncio.sleep(0.2)
-                    continue
-                if item is None:
-                    continue
-                wrapper = json.loads(item[1])
-                try:
-                    event = StatusEvent.from_mapping(wrapper["body"])
-                except InvalidEvent:
-                    continue
-                [disposition] = await handle([(event, wrapper["deliveryCount"])])
-                if disposition == Disposition.ABANDON:
-                    wrapper["deliveryCount"] += 1
-                    await client.rpush(self._key, json.dumps(wrapper))
-        finally:
-            await client.aclose()
-
-
-def _run_instance() -> None:
-    from websocket_service.__main__ import serve
-    from websocket_service.bootstrap import bootstrap
-    from websocket_service.logs import configure_logging
-    from websocket_service.settings import WebSocketSettings
-
-    settings = WebSocketSettings()
-    configure_logging("INFO", settings.instance_id)
-    queue_url = os.environ.get("FAKE_QUEUE_URL")
-    consumer = FakeQueueStatusConsumer(queue_url, QUEUE_KEY) if queue_url else None
-    serve(bootstrap(settings, consumer=consumer))
+QUEUE = "order-status"
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -146,7 +90,7 @@ class Instance:
         full_env = {**os.environ, **env, "WS_PORT": str(self.port), "WS_INSTANCE_ID": name,
                     "PYTHONPATH": str(ROOT)}
         with self.log.open("wb") as out:
-            self.process = subprocess.Popen([sys.executable, __file__], env=full_env, cwd=ROOT,
+            self.process = subprocess.Popen([sys.executable, "-m", "websocket_service"], env=full_env, cwd=ROOT,
                                             stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_for_port(self.port, timeout=20)
@@ -198,10 +142,12 @@ async def assert_silent(ws: ClientConnection, seconds: float = 0.4) -> None:
         pytest.fail(f"unexpected frame {frame}")
 
 
-def publish(queue: redis.Redis, cid: str, status: str, **fields: object) -> None:
+def publish(queue: ServiceBusSender, cid: str, status: str, **fields: object) -> None:
+    """Send a status event the way the order pipeline does."""
     body = {"correlationId": cid, "status": status, "orderId": None, "total": None, "currency": "EUR",
             "reason": None, "at": "2026-01-01T00:00:01Z", **fields}
-    queue.rpush(QUEUE_KEY, json.dumps({"body": body, "deliveryCount": 0}))
+    queue.send_messages(ServiceBusMessage(json.dumps(body), message_id=f"{cid}:{status}", correlation_id=cid,
+                                          content_type="application/json"))
 
 
 @pytest.fixture(scope="module")
@@ -212,21 +158,20 @@ def status_api() -> Iterator[CannedStatusApi]:
 
 
 @pytest.fixture(scope="module")
-def queue_server() -> Iterator[RedisServer]:
-    with running_redis() as server:
-        yield server
+def broker() -> Iterator[RunningBroker]:
+    with running_broker(in_memory=True) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def queue(broker: RunningBroker) -> Iterator[ServiceBusSender]:
+    with ServiceBusClient.from_connection_string(broker.connection_string) as client, \
+            client.get_queue_sender(QUEUE) as sender:
+        yield sender
 
 
 @pytest.fixture
-def queue(queue_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(queue_server.url)
-    client.delete(QUEUE_KEY)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def launch(redis_server: RedisServer, status_api: CannedStatusApi, queue_server: RedisServer):
+def launch(redis_server: RedisServer, status_api: CannedStatusApi, broker: RunningBroker):
     """Start instances sharing one registry prefix; all are stopped after the test."""
     prefix = f"t{uuid.uuid4().hex[:8]}:"
     started: list[Instance] = []
@@ -239,7 +184,7 @@ def launch(redis_server: RedisServer, status_api: CannedStatusApi, queue_server:
             **extra,
         }
         if consume:
-            env["FAKE_QUEUE_URL"] = queue_server.url
+            env |= {"ServiceBusConnection": broker.connection_string, "ORDER_STATUS_QUEUE": QUEUE}
         instance = Instance(name, env)
         started.append(instance)
         return instance
@@ -479,6 +424,3 @@ async def test_upgrades_elsewhere_than_ws_are_refused(launch) -> None:
         await connect(f"ws://127.0.0.1:{a.port}/elsewhere", proxy=None)
     assert refused.value.response.status_code == 404
 
-
-if __name__ == "__main__":
-    _run_instance()
