@@ -2,7 +2,8 @@
 
 - SQLite (local default): WAL, a busy timeout, foreign keys on, and SQLAlchemy (not the sqlite3 module)
   emitting ``BEGIN``: ``BEGIN IMMEDIATE`` for writing units of work, so a transaction that reads and then
-  writes never fails half-way on a lock upgrade, plain ``BEGIN`` for reads.
+  writes never fails half-way on a lock upgrade, plain ``BEGIN`` for reads. Writers of one process queue on
+  ``process_write_lock(engine)`` before they ask SQLite for its write lock.
 - PostgreSQL: pre-ping, nothing else special.
 - Azure SQL (``mssql+pyodbc``): with ``SQL_ENTRA_AUTH=true`` each new connection gets an Entra ID token from
   azure-identity as the ODBC ``SQL_COPT_SS_ACCESS_TOKEN`` attribute. pyodbc is imported only when such an
@@ -14,6 +15,8 @@ Nothing here connects: the first connection is opened on first use.
 from __future__ import annotations
 
 import struct
+import threading
+import weakref
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,6 +31,19 @@ AZURE_SQL_SCOPE = "https://database.windows.net/.default"
 READ_ONLY_OPTION = "orders_read_only"
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+
+_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+
+
+def process_write_lock(engine: Engine) -> threading.Lock | None:
+    """The lock a writing unit of work of this process holds around its transaction (SQLite only, else None).
+
+    SQLite lets one writer in at a time, and a writer that finds the database locked polls with sleeps that
+    grow to 100 ms, so threads contending for it wait far longer than the lock is held (a profile showed
+    p99 waits of half a second at 200 orders/s). Queued on a lock, they take turns as soon as it is free.
+    Other processes still meet SQLite's busy timeout.
+    """
+    return _write_locks.get(engine)
 
 
 class SqlSettings(Protocol):
@@ -76,6 +92,7 @@ def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": busy_timeout})
+    _write_locks[engine] = threading.Lock()
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:

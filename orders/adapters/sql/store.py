@@ -17,7 +17,7 @@ from typing import Self
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from orders.adapters.sql.engine import READ_ONLY_OPTION
+from orders.adapters.sql.engine import READ_ONLY_OPTION, SQLITE_BUSY_TIMEOUT_SECONDS, process_write_lock
 from orders.adapters.sql.schema import CORRELATION_UNIQUE, order_lines, orders, products
 from orders.domain.errors import DuplicateOrder, TransientError
 from orders.domain.model import OrderOutcome, OrderRecord, OrderStatus, Product
@@ -117,6 +117,8 @@ class SqlUnitOfWork:
         self._engine = engine
         self._read_only = read_only
         self._connection: Connection | None = None
+        self._write_lock = None if read_only else process_write_lock(engine)
+        self._holds_write_lock = False
 
     @classmethod
     def factory(cls, engine: Engine) -> UnitOfWorkFactory:
@@ -130,25 +132,35 @@ class SqlUnitOfWork:
         return SqlOrderStore(self._connection)
 
     def __enter__(self) -> Self:
+        if self._write_lock is not None and not self._write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_SECONDS):
+            raise TransientError(f"the order database is busy: no write turn within {SQLITE_BUSY_TIMEOUT_SECONDS:.0f}s, "
+                                 "retry later")
+        self._holds_write_lock = self._write_lock is not None
         try:
             connection = self._engine.connect()
             if self._read_only:
                 connection = connection.execution_options(**{READ_ONLY_OPTION: True})
             self._connection = connection
-        except DBAPIError as error:
-            raise _translated(error) from error
+        except BaseException as error:
+            self._release()
+            if isinstance(error, DBAPIError):
+                raise _translated(error) from error
+            raise
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         connection, self._connection = self._connection, None
-        if connection is not None:
-            try:
-                connection.close()  # rolls back whatever was not committed
-            except DBAPIError:
-                if exc is None:
-                    raise
+        try:
+            if connection is not None:
+                try:
+                    connection.close()  # rolls back whatever was not committed
+                except DBAPIError:
+                    if exc is None:
+                        raise
+        finally:
+            self._release()
         if isinstance(exc, DBAPIError):
             translated = _translated(exc)
             if translated is not exc:
@@ -156,6 +168,11 @@ class SqlUnitOfWork:
 
     def commit(self) -> None:
         self._require().commit()
+
+    def _release(self) -> None:
+        if self._holds_write_lock:
+            self._holds_write_lock = False
+            self._write_lock.release()  # type: ignore[union-attr]
 
     def rollback(self) -> None:
         self._require().rollback()
