@@ -1,0 +1,648 @@
+"""Order pipeline benchmark (not a test): prints a table.
+
+Measured in one run, on the whole system started as real processes (broker, Redis, SQLite, local host):
+
+- intake: ``POST /api/orders`` at ``--connections`` keep-alive connections for ``--duration`` seconds against
+  one local host process serving only the HTTP functions, next to a baseline ASGI app that answers 202 on the
+  same server stack (uvicorn on uvloop with httptools, configured as the local host configures it);
+- processing: the orders intake accepted, still queued, processed by one host process running only the Service
+  Bus functions; orders/s from the first to the last order written (SQL timestamps);
+- accepted→Completed latency at fixed offered rates (``--rates``), spread over ``--customers`` customers, sent
+  open-loop by a separate process against one host running all functions.
+
+The load generator for intake is ``wrk`` (C, event-driven; a Lua script varies the customer and counts 202s):
+at 64 connections it needs a fraction of a core, where a Python client would need more CPU than the server
+it measures. Install it with ``apt-get install -y wrk``. The fixed-rate sender is a small asyncio client
+over raw keep-alive connections (a few hundred requests/s cost it little).
+
+Each phase also reports the CPU the measured process used per request or order (from /proc), which stays
+meaningful on a machine shared with other work, where requests/s alone would not.
+
+    .venv/bin/python bench/pipeline_bench.py            # full run, about three minutes on 2 cores
+    .venv/bin/python bench/pipeline_bench.py --quick    # smaller figures, for a smoke run (about a minute)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+HTTP_FUNCTIONS = ["submit_order", "get_order_status", "list_products", "health"]
+PROCESSING_FUNCTIONS = ["process_order", "handle_dead_lettered_order"]
+SERVICE_BUS_SETTING = "AzureFunctionsJobHost__extensions__serviceBus__"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+TARGETS = {
+    "intake_rps": 3000.0,
+    "intake_p99_ms": 30.0,
+    "processing_rps": 1000.0,
+    "latency_p50_ms": 50.0,
+    "latency_p99_ms": 250.0,
+}
+
+WRK_SCRIPT = r"""
+-- POST /api/orders with the customer cycling over N customers; counts 202s per thread.
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+end
+function init(args)
+  customers = tonumber(args[1]) or 50
+  accepted = 0
+  other = 0
+  counter = 0
+end
+function request()
+  counter = counter + 1
+  local body = string.format(
+    '{"customerId":"bench-%d","currency":"EUR","items":[{"sku":"SKU-1","quantity":1}]}', counter % customers)
+  return wrk.format("POST", "/api/orders", {["Content-Type"] = "application/json"}, body)
+end
+function response(status, headers, body)
+  if status == 202 then accepted = accepted + 1 else other = other + 1 end
+end
+function done(summary, latency, requests)
+  local a, o = 0, 0
+  for _, t in ipairs(threads) do
+    a = a + t:get("accepted")
+    o = o + t:get("other")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_RESULT {"requests":%d,"duration_us":%d,"accepted":%d,"other":%d,"errors":%d,'
+    .. '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d}\n',
+    summary.requests, summary.duration, a, o, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+# ------------------------------------------------------------------------------------------ small helpers
+
+
+def note(text: str) -> None:
+    """Progress on stderr, so stdout holds only the results."""
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
+    return ordered[index]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f}s")
+        time.sleep(0.05)
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "unknown CPU")
+    return f"{os.cpu_count()} cores, {model}, Python {sys.version.split()[0]}"
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# ------------------------------------------------------------------------------------------ child roles
+
+
+async def _baseline_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Reads the body and answers 202 with a small JSON body: the floor under any intake."""
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    body = b'{"status":"Accepted"}'
+    await send({"type": "http.response.start", "status": 202,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def serve_baseline(port: int) -> None:
+    """uvicorn configured and run as ``local_functions_host.host`` runs it: its own uvloop loop, httptools
+    (uvicorn's choice when installed), no access log, no server header, no lifespan, a pre-bound socket."""
+    import uvicorn
+    import uvloop
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(2048)
+    config = uvicorn.Config(_baseline_app, log_config=None, access_log=False, server_header=False, lifespan="off")
+    server = uvicorn.Server(config)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(server.serve(sockets=[sock]))
+
+
+async def send_at_rate(port: int, rate: float, duration: float, warmup: float, customers: int,
+                       connections: int) -> None:
+    """Open-loop sender: order n is due at start + n/rate whatever happened to earlier ones; a free keep-alive
+    connection takes it. Prints one JSON line: per order its due time (wall clock), 202 time, correlationId and
+    whether it was sent during the first ``warmup`` seconds (not measured)."""
+    warmup_orders = round(rate * warmup)
+    total = warmup_orders + round(rate * duration)
+    due: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
+    results: list[dict[str, Any]] = []
+    failures: list[str] = []
+    wall_offset = time.time() - time.monotonic()
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while (item := await due.get()) is not None:
+            number, due_at = item
+            body = json.dumps({"customerId": f"rate-{number % customers}", "currency": "EUR",
+                               "items": [{"sku": "SKU-1", "quantity": 1}]}).encode()
+            writer.write(b"POST /api/orders HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            payload = await reader.readexactly(length)
+            answered = time.monotonic()
+            status = int(head.split(b" ", 2)[1])
+            if status == 202:
+                results.append({"correlationId": json.loads(payload)["correlationId"], "warmup": number < warmup_orders,
+                                "due": due_at + wall_offset, "accepted": answered + wall_offset})
+            else:
+                failures.append(f"{status} {payload[:200]!r}")
+
+    workers = [asyncio.create_task(connection()) for _ in range(connections)]
+    start = time.monotonic() + 0.2
+    for number in range(total):
+        due_at = start + number / rate
+        delay = due_at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        due.put_nowait((number, due_at))
+    for _ in workers:
+        due.put_nowait(None)
+    await asyncio.gather(*workers)
+    print(json.dumps({"orders": results, "failures": failures, "sent": total - warmup_orders,
+                      "seconds": time.monotonic() - start - warmup}), flush=True)
+
+
+# ------------------------------------------------------------------------------------------ measurements
+
+
+@dataclass
+class IntakeResult:
+    name: str
+    requests_per_s: float
+    accepted: int
+    other: int
+    errors: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    server_cpu_us: float  # CPU of the measured server process per request
+    load_cpu_percent: float  # wrk's own CPU use, to show it was not the bottleneck
+    queued: int | None = None  # orders the broker holds afterwards (intake only)
+
+
+@dataclass
+class ProcessingResult:
+    orders: int
+    orders_per_s: float
+    wall_seconds: float
+    host_cpu_us: float
+    completed: int
+
+
+@dataclass
+class LatencyResult:
+    offered_rate: float
+    sent: int
+    achieved_rate: float
+    intake_p50_ms: float
+    intake_p99_ms: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    completed: int
+    failures: int
+    host_cpu_percent: float
+
+
+@dataclass
+class Report:
+    intake: list[IntakeResult] = field(default_factory=list)
+    processing: ProcessingResult | None = None
+    latency: list[LatencyResult] = field(default_factory=list)
+
+
+def run_wrk(port: int, seconds: float, connections: int, customers: int, server_pid: int, name: str,
+            script: Path) -> IntakeResult:
+    threads = 2
+    before_cpu = cpu_seconds(server_pid)
+    before_children = os.times()
+    result = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:.0f}s", "--timeout", "10s",
+         "-s", str(script), f"http://127.0.0.1:{port}", "--", str(customers)],
+        capture_output=True, text=True, check=False)
+    after_children = os.times()
+    server_cpu = cpu_seconds(server_pid) - before_cpu
+    line = next((line for line in result.stdout.splitlines() if line.startswith("WRK_RESULT ")), None)
+    if result.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
+    data = json.loads(line.removeprefix("WRK_RESULT "))
+    elapsed = data["duration_us"] / 1e6
+    wrk_cpu = (after_children.children_user - before_children.children_user
+               + after_children.children_system - before_children.children_system)
+    return IntakeResult(
+        name=name,
+        requests_per_s=data["accepted"] / elapsed if name != "baseline" else data["requests"] / elapsed,
+        accepted=data["accepted"], other=data["other"], errors=data["errors"],
+        p50_ms=data["p50_us"] / 1000, p90_ms=data["p90_us"] / 1000, p99_ms=data["p99_us"] / 1000,
+        max_ms=data["max_us"] / 1000,
+        server_cpu_us=server_cpu / max(1, data["requests"]) * 1e6,
+        load_cpu_percent=wrk_cpu / elapsed * 100,
+    )
+
+
+def measure_baseline(options: argparse.Namespace, script: Path) -> IntakeResult:
+    port = free_port()
+    child = subprocess.Popen([sys.executable, __file__, "--serve-baseline", str(port)], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port)
+        note(f"baseline: warming up {options.warmup:.0f}s, then {options.duration:.0f}s at "
+             f"{options.connections} connections")
+        run_wrk(port, options.warmup, options.connections, options.customers, child.pid, "baseline", script)
+        return run_wrk(port, options.duration, options.connections, options.customers, child.pid, "baseline",
+                       script)
+    finally:
+        child.terminate()
+        child.wait(10)
+
+
+class Bench:
+    """The stack under test and the steps run against it."""
+
+    def __init__(self, options: argparse.Namespace, data_dir: Path) -> None:
+        from local_stack.stack import LocalStack, StackPorts
+
+        self.options = options
+        environ = {f"{SERVICE_BUS_SETTING}{key}": value for key, value in options.service_bus}
+        self.stack = LocalStack(data_dir, StackPorts.free(websocket_instances=0), environ=environ,
+                                host_functions=HTTP_FUNCTIONS)
+        self._engine: Any = None
+
+    # -- stack control
+
+    def start(self) -> None:
+        note("starting broker, Redis and a local host with the HTTP functions only ...")
+        self.stack.start()
+        from sqlalchemy import create_engine
+
+        self._engine = create_engine(self.stack.env["SQL_URL"])
+        # Every order of the run must be able to complete: no order may be rejected for want of stock.
+        self.sql("UPDATE products SET stock = 1000000000")
+
+    def stop(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+        self.stack.stop()
+
+    def restart_host(self, functions: list[str] | None) -> None:
+        host = self.stack.host
+        assert host is not None
+        host.stop()
+        arguments = host.args
+        if "--functions" in arguments:
+            at = arguments.index("--functions")
+            arguments = arguments[:at] + arguments[at + 2:]
+        host.args = arguments + (["--functions", ",".join(functions)] if functions else [])
+        self.stack.start_host()
+        self._wait_for_listeners()
+
+    def _wait_for_listeners(self, timeout: float = 30.0) -> None:
+        """The HTTP port opens before the Service Bus receivers have connected; wait for those too."""
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.stack.ports.host}/admin/host/status"
+        status: Any = None
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(url, timeout=5) as response:
+                status = json.load(response)
+                if status["state"] == "Running" and all(
+                        listener["state"] == "Listening" for listener in status["listeners"]):
+                    return
+            time.sleep(0.2)
+        note(f"warning: the host's Service Bus listeners did not all report Listening within {timeout:.0f}s "
+             f"(status: {status}); measuring anyway")
+
+    @property
+    def host_pid(self) -> int:
+        assert self.stack.host is not None and self.stack.host.process is not None
+        return self.stack.host.process.pid
+
+    def sql(self, statement: str, **params: Any) -> list[Any]:
+        from sqlalchemy import text
+
+        with self._engine.begin() as connection:
+            result = connection.execute(text(statement), params)
+            return list(result) if result.returns_rows else []
+
+    def queued(self, queue: str = "orders") -> int:
+        import urllib.request
+
+        with urllib.request.urlopen(self.stack.broker_status_url, timeout=10) as response:
+            return int(json.load(response)[queue]["active"])
+
+    def order_count(self) -> int:
+        return int(self.sql("SELECT count(*) FROM orders")[0][0])
+
+    # -- phases
+
+    def intake(self, script: Path) -> IntakeResult:
+        port = self.stack.ports.host
+        note(f"intake: warming up {self.options.warmup:.0f}s, then {self.options.duration:.0f}s at "
+             f"{self.options.connections} connections")
+        run_wrk(port, self.options.warmup, self.options.connections, self.options.customers, self.host_pid,
+                "warm-up", script)
+        result = run_wrk(port, self.options.duration, self.options.connections, self.options.customers,
+                         self.host_pid, "local host", script)
+        result.queued = self.queued()
+        return result
+
+    def preload(self, count: int) -> None:
+        """Queue ``count`` orders through intake while nothing processes them."""
+        note(f"processing: queueing {count} orders through intake (processing off) ...")
+        sent = self.send(rate=1e9, seconds=count / 1e9, warmup=0)
+        if len(sent["orders"]) != count:
+            raise RuntimeError(f"only {len(sent['orders'])} of {count} orders were accepted: {sent['failures'][:3]}")
+
+    def send(self, rate: float, seconds: float, warmup: float) -> dict[str, Any]:
+        sender = subprocess.run(
+            [sys.executable, __file__, "--send-at-rate", repr(rate), "--port", str(self.stack.ports.host),
+             "--rate-duration", repr(seconds), "--warmup", repr(warmup), "--customers", str(self.options.customers)],
+            cwd=ROOT, capture_output=True, text=True, check=False)
+        if sender.returncode != 0:
+            raise RuntimeError(f"the sender failed:\n{sender.stderr}")
+        return json.loads(sender.stdout.strip().splitlines()[-1])
+
+    def processing(self) -> ProcessingResult:
+        expected = self.queued()
+        already = self.order_count()
+        note(f"processing: {expected} queued orders, one host running {', '.join(PROCESSING_FUNCTIONS)} ...")
+        self.restart_host(PROCESSING_FUNCTIONS)
+        cpu_before = cpu_seconds(self.host_pid)
+        started = time.monotonic()
+        done = 0
+        last_report = 0.0
+        timeout = max(60.0, expected / 100)
+        while done < expected:
+            time.sleep(0.25)
+            done = self.order_count() - already
+            now = time.monotonic()
+            if now - last_report >= 2:
+                last_report = now
+                note(f"processing: {done}/{expected} orders written")
+            if now - started > timeout:
+                note(f"processing: gave up after {timeout:.0f}s with {done}/{expected} orders written")
+                break
+        wall = time.monotonic() - started
+        cpu = cpu_seconds(self.host_pid) - cpu_before
+        first, last, completed = self.sql(
+            "SELECT min(updated_at), max(updated_at), sum(status = 'Completed') FROM orders")[0]
+        span = (_utc(last) - _utc(first)).total_seconds()
+        return ProcessingResult(orders=done, orders_per_s=(done - 1) / span if span > 0 else float("nan"),
+                                wall_seconds=wall, host_cpu_us=cpu / max(1, done) * 1e6, completed=int(completed))
+
+    def latency(self, rate: float) -> LatencyResult:
+        last_id = int(self.sql("SELECT coalesce(max(order_id), 0) FROM orders")[0][0])
+        note(f"latency: {rate:.0f} orders/s for {self.options.warmup:.0f}s (warm-up) + "
+             f"{self.options.rate_duration:.0f}s over {self.options.customers} customers ...")
+        cpu_before = cpu_seconds(self.host_pid)
+        started = time.monotonic()
+        sent = self.send(rate, self.options.rate_duration, self.options.warmup)
+        orders = {order["correlationId"]: order for order in sent["orders"]}
+        deadline = time.monotonic() + 60
+        while self.new_orders(last_id) < len(orders) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        host_cpu = cpu_seconds(self.host_pid) - cpu_before
+        elapsed = time.monotonic() - started
+        rows = self.sql("SELECT correlation_id, status, updated_at FROM orders WHERE order_id > :after", after=last_id)
+        measured = {cid: order for cid, order in orders.items() if not order["warmup"]}
+        latencies = []
+        completed = 0
+        for correlation_id, status, updated_at in rows:
+            order = measured.get(correlation_id)
+            if order is None:
+                continue
+            completed += status == "Completed"
+            latencies.append((_utc(updated_at).timestamp() - order["due"]) * 1000)
+        intake = [(order["accepted"] - order["due"]) * 1000 for order in measured.values()]
+        return LatencyResult(
+            offered_rate=rate, sent=sent["sent"], achieved_rate=len(measured) / sent["seconds"],
+            intake_p50_ms=percentile(intake, 0.5), intake_p99_ms=percentile(intake, 0.99),
+            p50_ms=percentile(latencies, 0.5), p99_ms=percentile(latencies, 0.99),
+            max_ms=max(latencies, default=float("nan")), completed=completed,
+            failures=len(sent["failures"]) + len(measured) - len(latencies),
+            host_cpu_percent=host_cpu / elapsed * 100,
+        )
+
+    def new_orders(self, after_id: int) -> int:
+        return int(self.sql("SELECT count(*) FROM orders WHERE order_id > :after", after=after_id)[0][0])
+
+
+@contextlib.contextmanager
+def running(bench: Bench) -> Iterator[Bench]:
+    try:
+        bench.start()
+        yield bench
+    finally:
+        bench.stop()
+
+
+def _utc(value: Any) -> datetime:
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def render(report: Report, options: argparse.Namespace, started_load: str) -> str:
+    overrides = ", ".join(f"{name}={value}" for name, value in options.service_bus) or "none"
+    lines = [f"machine: {machine()}; load average at start {started_load}, at end {load_average()}",
+             f"host.json serviceBus overrides: {overrides}",
+             f"command: {' '.join(['.venv/bin/python', 'bench/pipeline_bench.py', *sys.argv[1:]])}", ""]
+
+    def table(header: list[str], rows: list[list[str]]) -> None:
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join("---" for _ in header) + "|")
+        lines.extend("| " + " | ".join(row) + " |" for row in rows)
+        lines.append("")
+
+    if report.intake:
+        lines.append(f"Intake, POST /api/orders, {options.connections} connections, {options.duration:.0f}s (wrk):")
+        rows = []
+        for r in report.intake:
+            ok = "" if r.name == "baseline" else _mark(r.requests_per_s >= TARGETS["intake_rps"]
+                                                         and r.p99_ms <= TARGETS["intake_p99_ms"])
+            rows.append([r.name, f"{r.requests_per_s:,.0f}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}", f"{r.max_ms:.0f}",
+                         f"{r.other + r.errors}", f"{r.server_cpu_us:.0f}", f"{r.load_cpu_percent:.0f}%",
+                         "" if r.queued is None else f"{r.queued:,}", ok])
+        table(["server", "202/s", "p50 ms", "p99 ms", "max ms", "non-202", "server CPU µs/req", "wrk CPU",
+               "queued after", "target ≥3,000/s, p99 ≤30 ms"], rows)
+    if report.processing:
+        p = report.processing
+        table(["processing (SQLite, one host)", "orders", "orders/s", "host CPU µs/order", "Completed",
+               "target ≥1,000/s"],
+              [["queued orders → SQL", f"{p.orders:,}", f"{p.orders_per_s:,.0f}", f"{p.host_cpu_us:.0f}",
+                f"{p.completed:,}", _mark(p.orders_per_s >= TARGETS["processing_rps"])]])
+    if report.latency:
+        rows = []
+        for r in report.latency:
+            ok = _mark(r.p50_ms <= TARGETS["latency_p50_ms"] and r.p99_ms <= TARGETS["latency_p99_ms"])
+            rows.append([f"{r.offered_rate:.0f}/s", f"{r.achieved_rate:.0f}/s", f"{r.intake_p50_ms:.1f}",
+                         f"{r.intake_p99_ms:.1f}", f"{r.p50_ms:.0f}", f"{r.p99_ms:.0f}", f"{r.max_ms:.0f}",
+                         f"{r.completed}/{r.sent}", f"{r.host_cpu_percent:.0f}%", ok])
+        lines.append(f"Accepted→Completed (from POST sent to order row written), one host with all functions, "
+                     f"{options.customers} customers, "
+                     f"{options.rate_duration:.0f}s per rate:")
+        table(["offered", "achieved", "POST→202 p50 ms", "p99 ms", "POST→Completed p50 ms", "p99 ms", "max ms",
+               "Completed", "host CPU", "target p50 ≤50, p99 ≤250 ms (at 200/s)"], rows)
+    return "\n".join(lines)
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _mark(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+# ------------------------------------------------------------------------------------------ driver
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short phases, for a smoke run")
+    parser.add_argument("--duration", type=float, help="seconds of measured intake load (default 10, quick 3)")
+    parser.add_argument("--warmup", type=float, help="seconds of unmeasured load before each measurement (default 2, quick 1)")
+    parser.add_argument("--connections", type=int, default=64, help="intake connections (default 64)")
+    parser.add_argument("--customers", type=int, default=50, help="distinct customers (sessions) (default 50)")
+    parser.add_argument("--rates", default="100,200", help="offered orders/s for the latency phase (default 100,200)")
+    parser.add_argument("--rate-duration", type=float, help="seconds per offered rate (default 20, quick 5)")
+    parser.add_argument("--service-bus", action="append", default=[], type=_setting, metavar="NAME=VALUE",
+                        help="override a host.json extensions.serviceBus setting for the host, e.g. "
+                        "maxConcurrentSessions=64 (repeatable; default: host.json as it is)")
+    parser.add_argument("--only", default="intake,processing,latency",
+                        help="phases to run, comma-separated (default: all three)")
+    parser.add_argument("--processing-orders", type=int,
+                        help="orders queued for the processing phase (default 10000, quick 3000)")
+    parser.add_argument("--keep-data", action="store_true", help="keep the run's folder (logs, SQLite, broker store)")
+    # child roles
+    parser.add_argument("--serve-baseline", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--send-at-rate", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    options = parser.parse_args()
+
+    if options.serve_baseline:
+        serve_baseline(options.serve_baseline)
+        return 0
+    if options.send_at_rate:
+        asyncio.run(send_at_rate(options.port, options.send_at_rate, options.rate_duration, options.warmup,
+                                 options.customers, connections=32))
+        return 0
+
+    options.duration = options.duration or (3.0 if options.quick else 10.0)
+    options.warmup = options.warmup if options.warmup is not None else (1.0 if options.quick else 2.0)
+    options.processing_orders = options.processing_orders or (3000 if options.quick else 10000)
+    options.rate_duration = options.rate_duration or (5.0 if options.quick else 20.0)
+    phases = {phase.strip() for phase in options.only.split(",") if phase.strip()}
+    if "intake" in phases and shutil.which("wrk") is None:
+        print("wrk is not installed; it generates the intake load. Install it with `apt-get install -y wrk`.",
+              file=sys.stderr)
+        return 2
+
+    # SIGTERM ends the run like Ctrl-C, so the stack's processes are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    started_load = load_average()
+    note(f"{machine()}; load average {started_load}")
+    report = Report()
+    data_dir = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
+    try:
+        script = data_dir / "orders.lua"
+        script.write_text(WRK_SCRIPT)
+        if "intake" in phases:
+            report.intake.append(measure_baseline(options, script))
+            with running(Bench(options, data_dir / "intake")) as bench:
+                report.intake.append(bench.intake(script))
+        if phases & {"processing", "latency"}:
+            # A stack of its own: the intake phase leaves far more orders queued than this phase needs.
+            with running(Bench(options, data_dir / "processing")) as bench:
+                if "processing" in phases:
+                    bench.preload(options.processing_orders)
+                    report.processing = bench.processing()
+                if "latency" in phases:
+                    bench.restart_host(None)
+                    for rate in (float(r) for r in options.rates.split(",") if r.strip()):
+                        report.latency.append(bench.latency(rate))
+    except KeyboardInterrupt:
+        note("interrupted; the stack has been stopped")
+        return 130
+    finally:
+        if options.keep_data:
+            note(f"run folder kept: {data_dir}")
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    print(render(report, options, started_load))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
