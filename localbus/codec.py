@@ -305,9 +305,12 @@ _LONG, _TS, _INT = struct.Struct(">q"), struct.Struct(">q"), struct.Struct(">i")
 
 def encode_delivery(parsed: Parsed, *, seq: int, enqueued_at: float, delivery_count: int,
                     locked_until: float | None, lock_token: bytes | None, dead_letter_source: str | None,
-                    deferred: bool, scheduled_at: float | None, dead_letter: tuple[str | None, str | None] | None
-                    ) -> bytes:
-    """The message as the broker delivers it: fresh header and annotations, the sender's other sections."""
+                    message_state: int, scheduled_at: float | None,
+                    dead_letter: tuple[str | None, str | None] | None) -> bytes:
+    """The message as the broker delivers it: fresh header and annotations, the sender's other sections.
+
+    ``message_state`` is Service Bus' x-opt-message-state: 0 active, 1 deferred, 2 scheduled.
+    """
     durable, priority, ttl, first = parsed.header
     body = (
         (b"\x41" if durable else b"\x42")
@@ -325,8 +328,8 @@ def encode_delivery(parsed: Parsed, *, seq: int, enqueued_at: float, delivery_co
     if dead_letter_source is not None:
         parts += [_K_DLSOURCE, _str(dead_letter_source)]
         count += 2
-    if deferred:
-        parts += [_K_STATE, b"\x71", _INT.pack(1)]
+    if message_state:
+        parts += [_K_STATE, b"\x71", _INT.pack(message_state)]
         count += 2
     if scheduled_at is not None and b"x-opt-scheduled-enqueue-time" not in parsed.annotations:
         parts += [_K_SCHEDULED, b"\x83", _TS.pack(int(scheduled_at * 1000))]

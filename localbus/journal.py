@@ -125,8 +125,6 @@ class SqliteJournal:
         if not self.pending():
             return
         puts, deletes, states, dedup, seqs = self._puts, self._deletes, self._states, self._dedup, self._seq
-        self._puts, self._deletes, self._states, self._dedup, self._seq = {}, {}, {}, [], {}
-        self._fresh = set()
         db = self.db
         db.execute("BEGIN")
         try:
@@ -158,8 +156,12 @@ class SqliteJournal:
                 db.executemany("INSERT OR REPLACE INTO sequence VALUES (?,?)", list(seqs.items()))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # Keep the buffered writes: nothing that waits for this commit is acknowledged until it succeeds.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
+        self._puts, self._deletes, self._states, self._dedup, self._seq = {}, {}, {}, [], {}
+        self._fresh = set()
 
     def close(self) -> None:
         try:

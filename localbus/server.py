@@ -577,7 +577,7 @@ class AmqpHandler(Handler):
             self._parsed(m), seq=m.seq, enqueued_at=m.enqueued_at, delivery_count=m.delivery_count,
             locked_until=locked_until, lock_token=None,
             dead_letter_source=m.dead_letter_source if m.dead_lettered else None,
-            deferred=m.state is State.DEFERRED, scheduled_at=m.scheduled_at, dead_letter=dead_letter,
+            message_state=int(m.state), scheduled_at=m.scheduled_at, dead_letter=dead_letter,
         )
 
     def _deliver(self, link, consumer: Consumer, m: StoredMessage) -> None:

@@ -7,7 +7,7 @@ import time
 import uuid
 
 import pytest
-from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusMessage, ServiceBusSubQueue
+from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusMessage, ServiceBusMessageState, ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient
 from azure.servicebus.exceptions import (
     MessagingEntityNotFoundError,
@@ -105,6 +105,7 @@ async def test_defer_peek_schedule_async(broker):
             await receiver.defer_message(d)
             peeked = await receiver.peek_messages(max_message_count=10, sequence_number=1)
             assert [str(m) for m in peeked] == ["d", "s"]
+            assert [m.state for m in peeked] == [ServiceBusMessageState.DEFERRED, ServiceBusMessageState.SCHEDULED]
             [again] = await receiver.receive_deferred_messages([d.sequence_number])
             await receiver.renew_message_lock(again)
             await receiver.complete_message(again)

@@ -10,6 +10,7 @@ import pytest
 from azure.servicebus import (
     ServiceBusClient,
     ServiceBusMessage,
+    ServiceBusMessageState,
     ServiceBusReceiveMode,
     ServiceBusSubQueue,
 )
@@ -108,6 +109,7 @@ def test_defer_and_receive_deferred(client, broker):
         # Peek starts after the last received sequence number unless told where to start.
         [peeked] = receiver.peek_messages(max_message_count=5, sequence_number=first.sequence_number)
         assert peeked.sequence_number == first.sequence_number
+        assert peeked.state == ServiceBusMessageState.DEFERRED
         [deferred] = receiver.receive_deferred_messages([first.sequence_number])
         assert str(deferred) == "later"
         assert deferred.locked_until_utc > utcnow()
