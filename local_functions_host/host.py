@@ -151,6 +151,7 @@ class FunctionsHost:
         )
         self._stop_requested: asyncio.Event | None = None
         self._server: Any = None
+        self.drained = True
         self.port: int | None = None
 
     def status(self) -> tuple[int, dict[str, Any]]:
@@ -224,12 +225,18 @@ class FunctionsHost:
         log.info("Stopping: no new messages or requests are taken; waiting for invocations under way.")
         self._server.should_exit = True
         timeout = self.options.shutdown_timeout
+        stopping_since = time.monotonic()
         await asyncio.gather(
             *(listener.stop(timeout) for listener in self.listeners),
             asyncio.wait_for(asyncio.shield(server_task), timeout=timeout + 5),
             return_exceptions=True,
         )
         sock.close()
+        # Work still under way after the shutdown timeout (a blocked synchronous function, say) cannot
+        # be cancelled; the process then exits without waiting for those threads.
+        self.drained = self.invoker.busy == 0 and time.monotonic() - stopping_since < timeout
+        if not self.drained:
+            log.warning("Invocations were still running at the shutdown timeout; exiting without them.")
         self.invoker.close()
         self.state = "Stopped"
         log.info("Stopped.")
@@ -310,21 +317,26 @@ def run_host(options: HostOptions) -> int:
     handler.addFilter(InvocationLevelFilter(levels.default, levels.for_function))
     host = FunctionsHost(prepared, options)
     try:
-        _run_loop(host.run())
+        runner = _runner()
+        runner.run(host.run())
     except HostConfigurationError as exc:
         _report(exc)
         return 2
+    if not host.drained:
+        # Closing the loop (and interpreter exit) would join the threads still running functions.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
+    runner.close()
     return 0
 
 
-def _run_loop(main: Any) -> None:
+def _runner() -> asyncio.Runner:
     try:
         import uvloop
     except ImportError:
-        asyncio.run(main)
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main)
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
 def _report(exc: HostConfigurationError) -> None:

@@ -102,6 +102,13 @@ class Invoker:
             configured = os.environ.get(THREAD_COUNT_SETTING, "").strip()
             thread_count = int(configured) if configured.isdigit() and int(configured) > 0 else None
         self._executor = ThreadPoolExecutor(max_workers=thread_count, thread_name_prefix="function")
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+
+    @property
+    def busy(self) -> int:
+        """Synchronous invocations whose thread is still running."""
+        return self._busy
 
     async def invoke(
         self,
@@ -125,7 +132,9 @@ class Invoker:
             else:
                 loop = asyncio.get_running_loop()
                 context = contextvars.copy_context()
-                result = await loop.run_in_executor(self._executor, _call_in_thread, context, invocation_id, spec, args)
+                with self._busy_lock:
+                    self._busy += 1
+                result = await loop.run_in_executor(self._executor, self._call, context, invocation_id, spec, args)
             if result is not None and not spec.has_return:
                 raise RuntimeError(
                     f"function {spec.name!r} has no $return binding but returned a {type(result).__name__}"
@@ -149,6 +158,14 @@ class Invoker:
             return result
         finally:
             invocation_fields.reset(token)
+
+    def _call(self, context: contextvars.Context, invocation_id: str, spec: FunctionSpec, args: dict[str, Any]) -> Any:
+        # Counted until the thread really returns: cancelling the awaiting task does not stop it.
+        try:
+            return _call_in_thread(context, invocation_id, spec, args)
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
 
     def close(self, wait: bool = False) -> None:
         self._executor.shutdown(wait=wait, cancel_futures=True)

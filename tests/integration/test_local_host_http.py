@@ -184,6 +184,32 @@ def test_sigterm_lets_a_request_under_way_finish_then_exits_cleanly(app_dir: Pat
     assert any(r["message"] == "Stopped." for r in running.log_records())
 
 
+def test_a_blocked_synchronous_function_does_not_hold_the_exit_beyond_the_shutdown_timeout(app_dir: Path) -> None:
+    running = HostProcess(app_dir, args=["--shutdown-timeout", "1"]).start()
+    errors: list[Exception] = []
+    answers: list[httpx.Response] = []
+
+    def call_stuck() -> None:
+        try:
+            with httpx.Client(base_url=running.base_url, timeout=30) as http:
+                answers.append(http.get("/api/slow_sync", params={"seconds": "60"}))
+        except httpx.HTTPError as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=call_stuck)
+    caller.start()
+    _wait_for(running, lambda r: False, timeout=0.5, required=False)
+    started = time.monotonic()
+    code = running.stop(signal.SIGTERM, timeout=20)
+    elapsed = time.monotonic() - started
+    caller.join(10)
+
+    assert code == 0
+    assert elapsed < 10
+    assert errors or answers[0].status_code >= 500, "the stuck request cannot have been answered with success"
+    assert any("still running at the shutdown timeout" in r["message"] for r in running.log_records())
+
+
 def test_configuration_error_exits_with_a_clear_message(tmp_path: Path) -> None:
     app = copy_app("http_app", tmp_path, values={"PYTHON_SCRIPT_FILE_NAME": "missing_entry.py"})
     host = HostProcess(app)

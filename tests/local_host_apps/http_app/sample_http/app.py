@@ -83,3 +83,11 @@ async def slow(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(methods=["DELETE"])
 def default_route(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(status_code=204)
+
+
+@app.route(route="slow_sync", methods=["GET"])
+def slow_sync(req: func.HttpRequest) -> func.HttpResponse:
+    import time
+
+    time.sleep(float(req.params.get("seconds", "1")))
+    return func.HttpResponse("done")
