@@ -27,6 +27,10 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+class _ClientGone(Exception):
+    """The client disconnected before its request body was complete."""
+
+
 @dataclass(frozen=True)
 class HttpRoute:
     template: RouteTemplate
@@ -115,7 +119,10 @@ class FunctionsHttpApp:
             return
         route, params = matched
 
-        body = await self._read_body(scope, receive)
+        try:
+            body = await self._read_body(scope, receive)
+        except _ClientGone:
+            return  # nothing to answer, and no reason to run the function on half a request
         if body is None:
             await _plain(
                 send, 413, f"The request body is larger than {self._body_limit} bytes ({BODY_LIMIT_SETTING}).",
@@ -174,7 +181,7 @@ class FunctionsHttpApp:
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                raise _ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._body_limit:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -139,6 +140,20 @@ def test_host_status_endpoint_reports_running_and_the_functions(client: httpx.Cl
     echo = next(f for f in functions if f["name"] == "echo")
     assert echo["invoke_url_template"] == "/api/echo/{name}"
     assert echo["bindings"][0]["type"] == "httpTrigger"
+
+
+def test_a_client_that_leaves_mid_body_does_not_run_the_function(client: httpx.Client, host: HostProcess) -> None:
+    def echo_runs() -> int:
+        return len([r for r in host.log_records() if r.get("functionName") == "echo" and r.get("outcome")])
+
+    before = echo_runs()
+    with socket.create_connection(("127.0.0.1", host.port)) as raw:
+        raw.sendall(b"POST /api/echo/a HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+    client.get("/api/echo/after")  # a later request is served, and logged after any earlier one
+
+    _wait_for(host, lambda r: r.get("functionName") == "echo" and r.get("outcome"), timeout=5)
+    time.sleep(0.2)
+    assert echo_runs() == before + 1
 
 
 def test_functions_option_runs_only_the_named_functions(app_dir: Path) -> None:
