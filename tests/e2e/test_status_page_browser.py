@@ -11,7 +11,6 @@ of the pipeline's timing.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -27,6 +26,7 @@ import httpx
 import pytest
 
 from orders.notify_tokens import issue_notify_token
+from local_stack.stack import StackPorts, running_stack
 from testing_support.ports import free_port, wait_for_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -39,7 +39,8 @@ NOTIFY_SECRET = "page-test-notify-secret"
 INTERNAL_SECRET = "page-test-internal-secret"
 
 if not Path(CHROMIUM).exists():
-    pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
+    pytest.fail("Debian's chromium is not installed: run scripts/test (it installs it) or apt-get install -y chromium",
+                pytrace=False)
 
 
 class FakeOrderApi:
@@ -177,68 +178,19 @@ def test_page_falls_back_to_polling_when_the_socket_is_unreachable(browser_page,
     assert card.locator(".order-id").inner_text() == "18"
 
 
-def _pipeline_missing() -> str | None:
-    """What of the order pipeline is not there yet (None when all of it is)."""
-    for module in ("localbus.testing", "local_functions_host.__main__", "orders.adapters.sql", "function_app.app"):
-        try:
-            if importlib.util.find_spec(module) is None:
-                return module
-        except ImportError as exc:
-            return f"{module} ({exc})"
-    return None
-
-
-def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def test_page_on_the_whole_system(browser_page, redis_server, tmp_path: Path) -> None:
-    """Broker, SQLite, local Functions host and this service as real processes on free ports; a person's
-    clicks on the page; ``Completed`` pushed over the WebSocket (the status API is never polled)."""
-    missing = _pipeline_missing()
-    if missing:
-        pytest.skip(f"the order pipeline is not complete yet ({missing} is missing)")
-    from localbus.testing import broker_process
-
-    host_port, ws_port = free_port(), free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
-           "FUNCTIONS_WORKER_RUNTIME": "python", "PYTHON_SCRIPT_FILE_NAME": "functions_entry.py",
-           "ORDERS_QUEUE": "orders", "ORDER_STATUS_QUEUE": "order-status",
-           "SQL_URL": f"sqlite:///{tmp_path / 'orders.db'}", "REDIS_URL": redis_server.url,
-           "NOTIFY_TOKEN_SECRET": NOTIFY_SECRET, "WS_INTERNAL_SECRET": INTERNAL_SECRET,
-           "NOTIFY_PUBLIC_URL": f"ws://127.0.0.1:{ws_port}/ws", "STATUS_API_URL": f"http://127.0.0.1:{host_port}/api",
-           "WS_PORT": str(ws_port), "WS_INSTANCE_ID": "page-e2e", "WS_REGISTRY_PREFIX": f"e2e{uuid.uuid4().hex[:6]}:"}
-    processes: list[subprocess.Popen[bytes]] = []
-    log = tmp_path / "system.log"
-    with broker_process(data_dir=tmp_path / "broker") as broker:
-        env["ServiceBusConnection"] = broker.connection_string
-        try:
-            for command in ("migrate", "seed"):
-                subprocess.run([sys.executable, "-m", "orders.adapters.sql", command, "--url", env["SQL_URL"]],
-                               cwd=ROOT, env=env, check=True, capture_output=True)
-            processes.append(_spawn(["-m", "local_functions_host", "--script-root", str(ROOT), "--port",
-                                     str(host_port)], env, log))
-            processes.append(_spawn(["-m", "websocket_service"], env, log))
-            wait_for_port(host_port, timeout=60)
-            wait_for_port(ws_port, timeout=30)
-            page = browser_page
-            polls: list[str] = []
-            page.on("request", lambda r: polls.append(r.url) if r.method == "GET" and "/api/orders/" in r.url else None)
-            page.goto(f"http://127.0.0.1:{ws_port}/")
-            first = page.locator("#products tbody tr:not(.soldout)").first
-            first.locator("input[type=number]").fill("1")
-            page.get_by_role("button", name="Place order").click()
-            card = page.locator("#orders li").first
-            card.locator(".badge").get_by_text("Completed").wait_for(timeout=30000)
-            assert card.locator(".order-id").inner_text().strip().isdigit(), log.read_text()
-            assert card.locator(".channel").get_attribute("data-mode") == "done"
-            assert polls == [], "the status arrived by polling, not over the WebSocket"
-        finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+def test_page_on_the_whole_system(browser_page, tmp_path: Path) -> None:
+    """Broker, Redis, SQLite, local Functions host and this service as real processes on free ports; a
+    person's clicks on the page; ``Completed`` pushed over the WebSocket (the status API is never polled)."""
+    page = browser_page
+    polls: list[str] = []
+    page.on("request", lambda r: polls.append(r.url) if r.method == "GET" and "/api/orders/" in r.url else None)
+    with running_stack(tmp_path / "stack", StackPorts.free(), environ={}) as stack:
+        page.goto(stack.page_url)
+        first = page.locator("#products tbody tr:not(.soldout)").first
+        first.locator("input[type=number]").fill("1")
+        page.get_by_role("button", name="Place order").click()
+        card = page.locator("#orders li").first
+        card.locator(".badge").get_by_text("Completed").wait_for(timeout=30000)
+        assert card.locator(".order-id").inner_text().strip().isdigit()
+        assert card.locator(".channel").get_attribute("data-mode") == "done"
+    assert polls == [], "the status arrived by polling, not over the WebSocket"
