@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusReceivedMessage, ServiceBusSubQueue
-from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError
+from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError, SessionLockLostError
 
 from .connections import ServiceBusConnection
 from .host_config import ServiceBusOptions
@@ -124,6 +124,7 @@ class ServiceBusListener:
         self._stopping.set()
         if self._probe is not None:
             self._probe.cancel()
+            await asyncio.wait([self._probe], timeout=5)
         for task in list(self._acquiring):
             task.cancel()
         if self._tasks:
@@ -211,6 +212,10 @@ class ServiceBusListener:
             except OperationTimeoutError:
                 # No session had messages within the wait; the broker answered, so we are connected.
                 self._connected()
+            except SessionLockLostError as exc:
+                # The session went to another receiver (its lock ran out); not an outage.
+                log.warning("Function %s: lost the lock of a session (%s); taking the next one.", self.spec.name,
+                            exc, extra={"functionName": self.spec.name})
             except asyncio.CancelledError:
                 if self._stopping.is_set():
                     return
@@ -232,10 +237,17 @@ class ServiceBusListener:
         log.debug("Function %s: took session %r", self.spec.name, session.session_id)
         loop = asyncio.get_running_loop()
         idle_until = loop.time() + self.options.session_idle_timeout
+        renewal = self.options.max_auto_lock_renewal_duration
+        # Once the renewer stops (maxAutoLockRenewalDuration), the session lock would run out under a
+        # busy session; let it go a little before that and take the next session (maybe the same one).
+        release_at = loop.time() + renewal * 0.9 if renewal else None
         while not self._stopping.is_set():
             remaining = idle_until - loop.time()
             if remaining <= 0:
                 log.debug("Function %s: session %r idle, releasing it", self.spec.name, session.session_id)
+                return
+            if release_at is not None and loop.time() >= release_at:
+                log.debug("Function %s: session %r held for long, releasing it", self.spec.name, session.session_id)
                 return
             messages = await receiver.receive_messages(
                 max_message_count=(

@@ -32,6 +32,7 @@ QUEUES = {
         {"name": "drain-plain", "maxDeliveryCount": 3, "lockDuration": "PT30S"},
         {"name": "batch", "maxDeliveryCount": 3, "lockDuration": f"PT{LOCK_SECONDS}S"},
         {"name": "drain-batch", "maxDeliveryCount": 3, "lockDuration": "PT30S"},
+        {"name": "long-session", "requiresSession": True, "maxDeliveryCount": 3, "lockDuration": f"PT{LOCK_SECONDS}S"},
     ]
 }
 
@@ -297,6 +298,30 @@ def test_cardinality_many_hands_the_function_a_list_and_completes_them_all(
     wait_until(lambda: _settled(broker, "batch"), what="the batch to be completed")
     assert sorted(r["message_id"] for r in records("process_batch", run)) == [f"{run}-{i}" for i in range(5)]
     assert max(r["batch_size"] for r in rows) > 1
+
+
+def test_a_busy_session_is_let_go_before_its_lock_renewal_runs_out(
+    workdir: Path, broker: RunningBroker, send: Callable[..., None], records: Records, record_dir: Path
+) -> None:
+    run = unique("long")
+    app = copy_app(
+        "servicebus_app",
+        workdir / run,
+        values={"ServiceBusConnection": broker.connection_string, "WORK_QUEUE": "long-session",
+                "PLAIN_QUEUE": "drain-plain", "BATCH_QUEUE": "drain-batch",
+                # Renewal stops after 2 s; the session lock (4 s) would then run out mid-session.
+                "AzureFunctionsJobHost__extensions__serviceBus__maxAutoLockRenewalDuration": "00:00:02"},
+    )
+    with HostProcess(app, env={"RECORD_DIR": str(record_dir)}) as busy:
+        send("long-session", *(message("sleep", f"{run}-{i}", session_id=run, seconds=0.8) for i in range(8)))
+        wait_until(lambda: len(records("process_session", run, phase="end")) == 8, timeout=30,
+                   what="8 messages of one long session")
+        logged = busy.log_records()
+
+    starts = records("process_session", run, phase="start")
+    assert [r["message_id"] for r in starts] == [f"{run}-{i}" for i in range(8)]
+    assert {r["delivery_count"] for r in starts} == {1}
+    assert not [r for r in logged if r["level"] in ("WARNING", "ERROR") and r.get("functionName") == "process_session"]
 
 
 def test_host_status_lists_the_listeners(host: HostProcess) -> None:
