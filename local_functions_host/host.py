@@ -23,7 +23,7 @@ from .host_config import HostConfig, load_host_config
 from .http_app import BODY_LIMIT_SETTING, DEFAULT_BODY_LIMIT, CorsPolicy, FunctionsHttpApp
 from .invocation import Invoker
 from .loader import FunctionSpec, IndexedApp, index_app
-from .servicebus_listener import ListenerState, ServiceBusListener
+from .servicebus_listener import ServiceBusListener
 
 log = logging.getLogger("local_functions_host")
 

@@ -1,3 +1,5 @@
 """Entry file the worker loads; the app lives in a package, as in the project."""
 
-from sample_http.app import app  # noqa: F401
+from sample_http.app import app
+
+__all__ = ["app"]
