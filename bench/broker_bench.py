@@ -56,7 +56,7 @@ def worker(kind: str, conn_str: str, count: int, body_bytes: int) -> None:
             print("ready", flush=True)
             sys.stdin.readline()
             cpu0 = time.process_time()
-            t0 = time.perf_counter()
+            t0 = last = time.perf_counter()
             done = 0
             if kind == "batch":
                 while done < count:
@@ -68,16 +68,20 @@ def worker(kind: str, conn_str: str, count: int, body_bytes: int) -> None:
                     handler.send_messages(ServiceBusMessage(body))
                 done = count
             else:
+                # Drain until the queue stays empty; time ends at the last completion, not after the idle wait.
                 idle = 0
-                while done < count and idle < 3:
-                    batch = handler.receive_messages(max_message_count=100, max_wait_time=1)
+                while idle < 2:
+                    batch = handler.receive_messages(max_message_count=100, max_wait_time=0.5)
                     if not batch:
                         idle += 1
                         continue
+                    idle = 0
                     for m in batch:
                         handler.complete_message(m)
                     done += len(batch)
-            elapsed = time.perf_counter() - t0
+                    last = time.perf_counter()
+            end = last if kind == "receive" else time.perf_counter()
+            elapsed = end - t0
             print(json.dumps({"count": done, "seconds": elapsed, "cpu": time.process_time() - cpu0}), flush=True)
 
 
@@ -98,7 +102,8 @@ def run_round(kind: str, procs: int, per_proc: int, conn_str: str, broker_pid: i
         w.stdin.write("go\n")
         w.stdin.flush()
     results = [json.loads(w.stdout.readline()) for w in workers]
-    wall = time.perf_counter() - t0
+    # Workers started together; the slowest one's own clock ends the row (receivers stop at their last message).
+    wall = max(r["seconds"] for r in results)
     broker_cpu = _cpu_seconds(broker_pid) - broker_cpu0
     for w in workers:
         w.stdin.close()
@@ -148,10 +153,10 @@ def main() -> int:
             for procs in (1, 2):
                 rows.append(run_round("batch", procs, args.messages // procs, conn_str, broker.pid, args.body_bytes))
                 rows.append(run_round("single", procs, args.single // procs, conn_str, broker.pid, args.body_bytes))
-                # Drain exactly what this round's sends left (plus the warm-up messages).
+                # Receivers drain what this round's sends left (plus the warm-up messages).
                 with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/queues", timeout=5) as resp:
                     backlog = json.load(resp)[QUEUE]["active"]
-                rows.append(run_round("receive", procs, -(-backlog // procs), conn_str, broker.pid, args.body_bytes))
+                rows.append(run_round("receive", procs, backlog, conn_str, broker.pid, args.body_bytes))
         finally:
             broker.terminate()
             broker.wait(15)
