@@ -14,6 +14,7 @@ import urllib.request
 from . import logs
 from .broker import DEFAULT_HTTP_PORT, DEFAULT_PORT, Broker
 from .config import ConfigError
+from .journal import DataDirInUse
 
 log = logging.getLogger("localbus")
 
@@ -37,6 +38,9 @@ def _serve(argv: list[str]) -> int:
     except ConfigError as exc:
         log.error(f"invalid config: {exc}", extra={"event": "config-error"})
         return 2
+    except DataDirInUse as exc:
+        log.error(str(exc), extra={"event": "data-dir-in-use"})
+        return 1
     except OSError as exc:
         log.error(f"cannot listen: {exc}; pick another --port/--http-port or stop what uses them",
                   extra={"event": "listen-failed"})

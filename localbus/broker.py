@@ -55,7 +55,12 @@ class Broker:
 
     def start(self) -> "Broker":
         journal = SqliteJournal(self.data_dir) if self.data_dir is not None else None
-        self.store = Store(self.config, journal)
+        try:
+            self.store = Store(self.config, journal)
+        except BaseException:
+            if journal is not None:
+                journal.close()
+            raise
         self._handler = AmqpHandler(self.store, self.config)
         try:
             self._loop = EventLoop(self._handler, self.host, self.port)
@@ -67,7 +72,11 @@ class Broker:
         self._thread = threading.Thread(target=self._run, name="localbus-loop", daemon=True)
         self._thread.start()
         if self.http_port is not None:
-            self._http = ThreadingHTTPServer((self.host, self.http_port), _make_http_handler(self))
+            try:
+                self._http = ThreadingHTTPServer((self.host, self.http_port), _make_http_handler(self))
+            except BaseException:
+                self.stop()
+                raise
             self._http.daemon_threads = True
             self.http_port = self._http.server_address[1]
             self._http_thread = threading.Thread(target=self._http.serve_forever, name="localbus-http", daemon=True)

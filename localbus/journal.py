@@ -6,6 +6,7 @@ persisted: after a restart every message that was locked is available again.
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import time
 from pathlib import Path
@@ -49,12 +50,26 @@ CREATE TABLE IF NOT EXISTS sequence (
 """
 
 
+class DataDirInUse(RuntimeError):
+    """Another broker process already owns the data directory."""
+
+
 class SqliteJournal:
-    """Durable journal in ``<data_dir>/localbus.sqlite3``."""
+    """Durable journal in ``<data_dir>/localbus.sqlite3``; one broker per data directory."""
 
     def __init__(self, data_dir: str | Path, *, synchronous: str = "NORMAL") -> None:
         path = Path(data_dir)
         path.mkdir(parents=True, exist_ok=True)
+        # Two brokers on one store would hand out the same messages twice. The lock dies with its process,
+        # so a broker killed with SIGKILL never blocks its own restart.
+        self._lock_file = open(path / "localbus.lock", "a+b")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise DataDirInUse(
+                f"another localbus process uses the data directory {path}; stop it or pass a different --data-dir"
+            ) from None
         self.path = path / "localbus.sqlite3"
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -168,3 +183,4 @@ class SqliteJournal:
             self.commit()
         finally:
             self.db.close()
+            self._lock_file.close()

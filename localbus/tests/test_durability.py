@@ -7,6 +7,8 @@ import datetime as dt
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSubQueue
 
+from localbus import Broker
+from localbus.journal import DataDirInUse
 from localbus.testing import broker_process, running_broker
 from localbus.tests.helpers import receive_n
 
@@ -88,6 +90,12 @@ def test_in_process_broker_restarts_from_its_data_dir(tmp_path):
                 assert got[-1].sequence_number == 11
                 for m in got:
                     receiver.complete_message(m)
+
+
+def test_a_second_broker_on_the_same_data_dir_is_refused(tmp_path):
+    with running_broker(CONFIG, data_dir=tmp_path):
+        with pytest.raises(DataDirInUse, match="another localbus process uses the data directory"):
+            Broker(CONFIG, port=0, http_port=None, data_dir=tmp_path).start()
 
 
 def test_in_memory_mode_keeps_nothing(tmp_path):
