@@ -29,9 +29,9 @@ CONFIG = {
         {"name": "peek"},
         {"name": "ttl-drop"},
         {"name": "ttl-dlq", "deadLetteringOnMessageExpiration": True, "defaultMessageTimeToLive": "PT1S"},
-        {"name": "sess-lock", "requiresSession": True, "lockDuration": "PT2S"},
+        {"name": "sess-lock", "requiresSession": True, "lockDuration": "PT3S"},
         {"name": "sess-state", "requiresSession": True},
-        {"name": "renew", "lockDuration": "PT2S"},
+        {"name": "renew", "lockDuration": "PT3S"},
     ]
 }
 
@@ -126,7 +126,7 @@ def test_defer_and_receive_deferred(client, broker):
 
 def test_scheduled_send_and_cancel(client, broker):
     with client.get_queue_sender("sched") as sender:
-        soon = utcnow() + dt.timedelta(seconds=3)
+        soon = utcnow() + dt.timedelta(seconds=5)
         [seq] = sender.schedule_messages(ServiceBusMessage("soon"), soon)
         [cancel_seq] = sender.schedule_messages(ServiceBusMessage("never"), soon)
         sender.cancel_scheduled_messages(cancel_seq)
@@ -136,7 +136,7 @@ def test_scheduled_send_and_cancel(client, broker):
     stats = broker.stats()["sched"]
     assert (stats["scheduled"], stats["active"]) == (2, 0)
     with client.get_queue_receiver("sched", max_wait_time=5) as receiver:
-        got = receive_n(receiver, 2, timeout=8)
+        got = receive_n(receiver, 2, timeout=10)
         assert utcnow() >= soon
         assert sorted(str(m) for m in got) == ["soon", "via property"]
         assert got[0].sequence_number == seq or got[1].sequence_number == seq
@@ -194,12 +194,12 @@ def test_session_lock_renew_and_expiry(client):
         sender.send_messages([ServiceBusMessage(f"m{i}", session_id=sid) for i in range(2)])
     with client.get_queue_receiver("sess-lock", session_id=sid, max_wait_time=5) as receiver:
         [m0] = receive_n(receiver, 1)
-        time.sleep(1.2)
+        time.sleep(1.5)
         receiver.session.renew_lock()
-        time.sleep(1.2)
-        receiver.complete_message(m0)  # still locked thanks to the renewal
+        time.sleep(2.0)
+        receiver.complete_message(m0)  # 3.5 s after the lock was taken: still locked thanks to the renewal
         [m1] = receive_n(receiver, 1)
-        time.sleep(2.5)
+        time.sleep(3.5)
         with pytest.raises(SessionLockLostError):
             receiver.complete_message(m1)
     # FIFO survives the lock loss: m1 comes back first, with a higher delivery count.
@@ -230,7 +230,7 @@ def test_idle_session_receiver_learns_its_lock_expired(client, broker):
     with client.get_queue_sender("sess-lock") as sender:
         sender.send_messages(ServiceBusMessage("waiting", session_id=sid))
     with client.get_queue_receiver("sess-lock", session_id=sid, max_wait_time=5) as receiver:
-        time.sleep(2.5)
+        time.sleep(3.5)
         with pytest.raises(SessionLockLostError):
             receiver.receive_messages(max_wait_time=1)
     # The broker let the session go: another receiver can take it.
