@@ -206,6 +206,7 @@ class EventLoop:
             sasl = transport.sasl()
             sasl.allowed_mechs("ANONYMOUS")
             connection = Connection()
+            connection.peer = f"{addr[0]}:{addr[1]}"
             connection.collect(self.collector)
             transport.bind(connection)
             conn = _Conn(sock, transport, connection, f"{addr[0]}:{addr[1]}")

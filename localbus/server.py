@@ -263,7 +263,7 @@ class AmqpHandler(Handler):
     @_guarded
     def on_connection_remote_open(self, event) -> None:
         conn = event.connection
-        conn.ctx = ConnCtx(str(getattr(conn, "url", "")))
+        conn.ctx = ConnCtx(str(getattr(conn, "peer", "")))
         self.connections.add(conn)
         conn.container = "localbus"
         conn.open()
@@ -297,12 +297,18 @@ class AmqpHandler(Handler):
 
     @_guarded
     def on_transport_error(self, event) -> None:
-        cond = event.transport.condition
-        if cond is not None and cond.name not in ("amqp:connection:framing-error",) or cond is None:
-            log.info("connection ended", extra={"event": "transport-error", "condition": cond.name if cond else None,
-                                                 "description": cond.description if cond else None})
+        transport = event.transport
+        cond = transport.condition
+        conn = event.connection
+        peer = getattr(conn, "peer", None) if conn is not None else None
+        name = cond.name if cond is not None else None
+        description = cond.description if cond is not None else None
+        if name in ("amqp:connection:framing-error", "amqp:decode-error", "amqp:not-allowed"):
+            log.warning("malformed input; connection dropped",
+                        extra={"event": "malformed-input", "peer": peer, "condition": name, "description": description})
         else:
-            log.warning("malformed input; connection dropped", extra={"event": "framing-error", "description": cond.description})
+            log.info("connection ended", extra={"event": "connection-ended", "peer": peer, "condition": name,
+                                                "description": description})
 
     def _drop_connection(self, conn) -> None:
         ctx: ConnCtx | None = getattr(conn, "ctx", None)
