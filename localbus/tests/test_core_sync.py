@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 
 import pytest
@@ -219,3 +220,25 @@ def test_stats_show_counts_per_queue(broker, client):
         for m in receive_n(receiver, 2):
             receiver.complete_message(m)
     assert broker.stats()["order-status"]["active"] == 0
+
+
+def test_waiting_next_available_receiver_gets_a_session_that_arrives_later(client):
+    import threading
+
+    got: dict = {}
+
+    def wait_for_session() -> None:
+        with client.get_queue_receiver("sess-next", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=10) as receiver:
+            got["session"] = receiver.session.session_id
+            [m] = receive_n(receiver, 1)
+            got["body"] = str(m)
+            receiver.complete_message(m)
+
+    waiter = threading.Thread(target=wait_for_session)
+    waiter.start()
+    time.sleep(1.5)  # the receiver's attach is now held by the broker: no session has messages
+    assert "session" not in got
+    with client.get_queue_sender("sess-next") as sender:
+        sender.send_messages(ServiceBusMessage("late", session_id="late-comer"))
+    waiter.join(20)
+    assert got == {"session": "late-comer", "body": "late"}
