@@ -43,6 +43,11 @@ apt_install() {
   fi
 }
 
+pip_quietly() {
+  # pip's notes about unused local index locations are noise here; real errors still show.
+  "$VENV/bin/python" -m pip --quiet "$@" 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; } >&2
+}
+
 ensure_venv() {
   local requirements="$1" stamp hash
   if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import sys; sys.exit(sys.version_info[:2] != (3, 13))" 2>/dev/null; then
@@ -50,14 +55,15 @@ ensure_venv() {
     step "creating the virtual environment in .venv with $("$python" --version)"
     rm -rf "$VENV"
     "$python" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
+    pip_quietly install --upgrade pip
   fi
   hash="$(cat "$ROOT"/requirements*.txt | sha256sum | cut -c1-16)"
   stamp="$VENV/.installed-$(basename "$requirements" .txt)"
   if [ "$(cat "$stamp" 2>/dev/null || true)" != "$hash" ]; then
     step "installing Python dependencies from $(basename "$requirements") (first run takes a minute)"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" >&2 \
-      || fail "pip could not install $requirements; check the network to the package index and run this again"
+    if ! pip_quietly install --disable-pip-version-check -r "$requirements"; then
+      fail "pip could not install $requirements; check the network to the package index and run this again"
+    fi
     echo "$hash" > "$stamp"
   fi
 }
