@@ -187,10 +187,14 @@ def test_page_on_the_whole_system(browser_page, tmp_path: Path) -> None:
     with running_stack(tmp_path / "stack", StackPorts.free(), environ={}) as stack:
         page.goto(stack.page_url)
         first = page.locator("#products tbody tr:not(.soldout)").first
+        assert first.locator(".sku").inner_text() == "SKU-1", "SKUs are listed in natural order"
+        stock_before = int(first.locator("td.num").nth(1).inner_text())
         first.locator("input[type=number]").fill("1")
         page.get_by_role("button", name="Place order").click()
         card = page.locator("#orders li").first
         card.locator(".badge").get_by_text("Completed").wait_for(timeout=30000)
         assert card.locator(".order-id").inner_text().strip().isdigit()
         assert card.locator(".channel").get_attribute("data-mode") == "done"
+        page.locator("#products tbody tr").first.locator("td.num").nth(1).get_by_text(
+            str(stock_before - 1), exact=True).wait_for(timeout=10000)
     assert polls == [], "the status arrived by polling, not over the WebSocket"

@@ -4,6 +4,7 @@
 
 const API = "/api";
 const TERMINAL = new Set(["Completed", "Rejected", "Failed"]);
+const SKU_ORDER = new Intl.Collator(undefined, { numeric: true }); // SKU-2 before SKU-10
 const POLL_MS = 2000;
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -59,8 +60,10 @@ async function loadProducts() {
   try {
     const response = await fetch(`${API}/products`, { headers: { Accept: "application/json" } });
     if (!response.ok) throw new Error((await problemText(response))[0]);
-    const list = await response.json();
+    const list = (await response.json()).sort((a, b) => SKU_ORDER.compare(a.sku, b.sku));
     const body = $("#products tbody");
+    // A refresh (after an order finished) keeps what the person has typed in so far.
+    const typed = new Map(selectedItems().map((i) => [i.sku, String(i.quantity)]));
     body.replaceChildren();
     for (const p of list) {
       products.set(p.sku, p);
@@ -79,7 +82,8 @@ async function loadProducts() {
       const qtyCell = document.createElement("td");
       qtyCell.className = "num";
       const qty = document.createElement("input");
-      Object.assign(qty, { type: "number", min: "0", max: String(Math.max(0, Math.min(p.stock, 1000))), value: "0",
+      Object.assign(qty, { type: "number", min: "0", max: String(Math.max(0, Math.min(p.stock, 1000))),
+                           value: p.stock > 0 ? typed.get(p.sku) ?? "0" : "0",
                            step: "1", inputMode: "numeric", name: `qty-${p.sku}` });
       qty.dataset.sku = p.sku;
       qty.disabled = p.stock <= 0;
@@ -272,6 +276,7 @@ class OrderTracker {
     }
     if (TERMINAL.has(status.status)) {
       this.done = true;
+      if (status.status === "Completed") loadProducts().then(updateSummary); // stock has changed
       this.stopPolling();
       this.channel("done", "Final");
       if (this.socket) this.socket.close(1000, "order finished");
