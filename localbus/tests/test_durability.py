@@ -1,4 +1,4 @@
-"""Durability: acknowledged sends, dead-lettered, deferred and scheduled messages survive kill -9."""
+"""Durability: acknowledged sends, dead-lettered, deferred and scheduled messages and session state survive kill -9."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ def test_kill_9_loses_no_acknowledged_message(tmp_path):
                 [scheduled_seq] = sender.schedule_messages(ServiceBusMessage("later"), in_an_hour)
             with client.get_queue_sender("orders") as sender:
                 sender.send_messages(ServiceBusMessage("order-1", session_id="c-1", message_id="o-1"))
+            with client.get_queue_receiver("orders", session_id="c-1", max_wait_time=5) as receiver:
+                receiver.session.set_state(b"checkpoint-1")
             with client.get_queue_receiver("work", max_wait_time=5) as receiver:
                 first = receive_n(receiver, 3)
                 receiver.dead_letter_message(first[0], reason="Bad", error_description="broken")
@@ -61,6 +63,7 @@ def test_kill_9_loses_no_acknowledged_message(tmp_path):
                 assert str(dead) == "m0" and dead.dead_letter_reason == "Bad"
                 dlq.complete_message(dead)
             with client.get_queue_receiver("orders", session_id="c-1", max_wait_time=5) as receiver:
+                assert receiver.session.get_state() == b"checkpoint-1"
                 [order] = receive_n(receiver, 1)
                 assert str(order) == "order-1"
                 receiver.complete_message(order)
