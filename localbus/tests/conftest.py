@@ -18,6 +18,7 @@ TEST_QUEUES = {
         {"name": "sess-next", "requiresSession": True},
         {"name": "sess-excl", "requiresSession": True},
         {"name": "small", "maxMessageSizeInKilobytes": 4},
+        {"name": "tiny", "maxSizeInMegabytes": 1},
     ]
 }
 

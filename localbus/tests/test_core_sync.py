@@ -19,6 +19,7 @@ from azure.servicebus.exceptions import (
     OperationTimeoutError,
     ServiceBusAuthenticationError,
     ServiceBusError,
+    ServiceBusQuotaExceededError,
     SessionCannotBeLockedError,
 )
 
@@ -195,6 +196,16 @@ def test_over_size_message_raises_size_error(client):
     with client.get_queue_receiver("small", max_wait_time=5) as receiver:
         [m] = receive_n(receiver, 1)
         receiver.complete_message(m)
+
+
+def test_full_queue_raises_quota_exceeded(broker):
+    with ServiceBusClient.from_connection_string(broker.connection_string, retry_total=0) as c:
+        with c.get_queue_sender("tiny") as sender:
+            for _ in range(5):
+                sender.send_messages(ServiceBusMessage(b"x" * 200_000))
+            with pytest.raises(ServiceBusQuotaExceededError, match="is full"):
+                sender.send_messages(ServiceBusMessage(b"x" * 200_000))
+    assert broker.stats()["tiny"]["active"] == 5
 
 
 def test_wrong_key_raises_authentication_error(broker):
