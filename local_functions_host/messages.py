@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -29,9 +30,43 @@ def to_function_message(
 ) -> FunctionsServiceBusMessage:
     """The worker's ServiceBusMessage for ``message`` (cardinality one)."""
     metadata = trigger_metadata(message, function_name=function_name, session_locked_until=session_locked_until)
-    converted = ServiceBusMessageInConverter.decode(meta.Datum(message_body(message), "bytes"), trigger_metadata=metadata)
+    converted = _Converter.decode(meta.Datum(message_body(message), "bytes"), trigger_metadata=metadata)
     assert isinstance(converted, FunctionsServiceBusMessage)
     return converted
+
+
+# The exact texts ``_utc_text`` and ``_timespan_text`` write.
+_UTC_TEXT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
+_TIMESPAN_TEXT = re.compile(r"(\d\d):(\d\d):(\d\d)", re.ASCII)
+_SECONDS_TEXT = re.compile(r"\d+", re.ASCII)
+
+
+class _Converter(ServiceBusMessageInConverter, binding=None):
+    """The worker's converter, reading the timestamps this module writes without its ``strptime`` loop.
+
+    The library tries up to a dozen ``strptime`` formats per timestamp, more than ``_strptime`` caches,
+    so each message recompiled their patterns. For the texts :func:`_utc_text` and
+    :func:`_timespan_text` write, these parse to the very values that loop returns (the UTC format, then
+    ``tzinfo`` UTC; ``HH:MM:SS`` or whole seconds as a timedelta); anything else goes to the library.
+    """
+
+    @classmethod
+    def _parse_datetime(cls, datetime_str: str | None) -> datetime.datetime | None:
+        if datetime_str and _UTC_TEXT.fullmatch(datetime_str):
+            return datetime.datetime.fromisoformat(datetime_str[:-1]).replace(tzinfo=datetime.UTC)
+        return super()._parse_datetime(datetime_str)
+
+    @classmethod
+    def _parse_timedelta(cls, timedelta_str: str | None) -> datetime.timedelta | None:
+        if timedelta_str:
+            parts = _TIMESPAN_TEXT.fullmatch(timedelta_str)
+            if parts:
+                hours, minutes, seconds = (int(part) for part in parts.groups())
+                if hours < 24 and minutes < 60 and seconds < 60:
+                    return datetime.timedelta(hours=hours, minutes=minutes, seconds=seconds)
+            elif _SECONDS_TEXT.fullmatch(timedelta_str):
+                return datetime.timedelta(seconds=int(timedelta_str))
+        return super()._parse_timedelta(timedelta_str)
 
 
 def message_body(message: ServiceBusReceivedMessage) -> bytes:
