@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from localbus.testing import connection_string_for
 from local_stack.processes import ChildProcess
 from testing_support.ports import free_port, wait_for_port
 from testing_support.redis_server import RedisServer
@@ -20,15 +21,6 @@ from testing_support.redis_server import RedisServer
 ROOT = Path(__file__).resolve().parent.parent
 DEV_NOTIFY_SECRET = "local-development-only-notify-secret"
 DEV_INTERNAL_SECRET = "local-development-only-internal-secret"
-
-
-def local_broker_connection_string(port: int) -> str:
-    """The connection string of a local broker running its default configuration."""
-    from localbus.config import default_config
-
-    config = default_config()
-    return (f"Endpoint=sb://localhost:{port};SharedAccessKeyName={config.key_name};"
-            f"SharedAccessKey={config.key};UseDevelopmentEmulator=true;")
 
 
 @dataclass(frozen=True)
@@ -197,7 +189,7 @@ class LocalStack:
             "STATUS_API_URL": self.api_url,
         }
         if self.broker is not None:
-            defaults["ServiceBusConnection"] = local_broker_connection_string(self.ports.broker)
+            defaults["ServiceBusConnection"] = connection_string_for(self.ports.broker)
         env = {**os.environ, **defaults, **self._overrides}
         env["PYTHONUNBUFFERED"] = "1"
         return env
