@@ -110,10 +110,7 @@ class LocalStack:
         self._start_broker()
         self.env = self._environment()
         self._migrate_and_seed()
-        host_args = ["-m", "local_functions_host", "--script-root", str(ROOT), "--port", str(self.ports.host)]
-        if self._host_functions:
-            host_args += ["--functions", ",".join(self._host_functions)]
-        self.host = self._child("host", host_args)
+        self.host = self._child("host", self._host_args())
         self.start_host()
         for index, port in enumerate(self.ports.websocket):
             ws = self._child(f"ws-{index}", ["-m", "websocket_service"], self._websocket_env(index, port))
@@ -127,8 +124,18 @@ class LocalStack:
         if self.redis is not None:
             self.redis.stop()
 
-    def start_host(self) -> None:
+    def _host_args(self) -> list[str]:
+        args = ["-m", "local_functions_host", "--script-root", str(ROOT), "--port", str(self.ports.host)]
+        if self._host_functions:
+            args += ["--functions", ",".join(self._host_functions)]
+        return args
+
+    def start_host(self, functions: list[str] | None = None) -> None:
+        """Start the host; ``functions`` (after a stop) changes which functions it runs, None keeps them."""
         assert self.host is not None
+        if functions is not None:
+            self._host_functions = functions
+            self.host.args = self._host_args()
         self.host.start()
         self._wait(self.host, self.ports.host)
 
