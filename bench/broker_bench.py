@@ -97,7 +97,6 @@ def run_round(kind: str, procs: int, per_proc: int, conn_str: str, broker_pid: i
         if line != "ready":
             raise RuntimeError(f"bench worker failed to start: {line!r}")
     broker_cpu0 = _cpu_seconds(broker_pid)
-    t0 = time.perf_counter()
     for w in workers:
         w.stdin.write("go\n")
         w.stdin.flush()

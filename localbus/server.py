@@ -38,7 +38,6 @@ from .store import (
     InvalidRequest,
     Outcome,
     SessionCannotBeLocked,
-    State,
     Store,
     StoreError,
     StoredMessage,
@@ -858,7 +857,6 @@ class AmqpHandler(Handler):
 
     def _op_renew_session(self, lctx, body, now):
         expiry = self.store.renew_session(None, lctx.path, str(body["session-id"]), now)
-        consumer = self._session_consumer(lctx, body)
         return 200, {"expiration": timestamp(int(expiry * 1000))}
 
     def _op_get_state(self, lctx, body, now):

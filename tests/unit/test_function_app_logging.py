@@ -5,7 +5,14 @@ import logging
 
 import pytest
 
-import functions_entry  # noqa: F401  (importing the app installs the filters)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def app_imported():
+    """Importing the app (as the worker does) installs the filters."""
+    import functions_entry
+
+    return functions_entry.app
 
 
 @pytest.mark.parametrize("name", ["orders.service_layer", "orders.adapters.redis_correlation_registry", "function_app"])
