@@ -76,8 +76,8 @@ class ServiceBusStatusEventPublisher:
         publisher = self._started()
         try:
             self._run(publisher.publish(envelope))
-        except PublishFailed as error:
-            raise TransientError(str(error)) from error
+        except (PublishFailed, TimeoutError) as error:
+            raise TransientError(f"status event for {event.correlation_id} not sent: {error}") from error
 
     def close(self) -> None:
         with self._lock:
