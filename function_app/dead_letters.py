@@ -12,14 +12,18 @@ from orders.validation import InvalidCorrelationId, parse_correlation_id, parse_
 
 log = logging.getLogger("function_app")
 
+BODY_LOG_LIMIT = 64 * 1024
+
 
 def failed_order_command(message: func.ServiceBusMessage) -> MarkOrderFailed | None:
     """``MarkOrderFailed`` with a reason saying what was wrong, or None when no order can be named."""
     try:
         correlation_id = parse_correlation_id(message.correlation_id or message.message_id)
     except InvalidCorrelationId:
-        log.error("dead-lettered message names no order; left in the dead-letter log only",
-                  extra={"messageId": message.message_id, "deadLetterReason": message.dead_letter_reason})
+        # It is removed from the dead-letter queue like any other, so this line is its record: keep the body.
+        log.error("dead-lettered message names no order; recorded here only",
+                  extra={"messageId": message.message_id, "deadLetterReason": message.dead_letter_reason,
+                         "body": message.get_body()[:BODY_LOG_LIMIT].decode("utf-8", "replace")})
         return None
     broker_reason = message.dead_letter_reason or "dead-lettered"
     if message.dead_letter_error_description:
