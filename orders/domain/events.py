@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from orders.domain.model import OrderOutcome, OrderStatus, iso_utc
+from orders.domain.model import OrderOutcome, OrderStatus, iso_utc, status_fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +42,6 @@ class OrderStatusChanged:
         return f"{self.correlation_id}:{self.status.value}"
 
     def to_json_dict(self) -> dict[str, object]:
-        return {
-            "correlationId": self.correlation_id,
-            "status": self.status.value,
-            "orderId": self.order_id,
-            "total": None if self.total is None else str(self.total),
-            "currency": self.currency,
-            "reason": self.reason,
-            "at": iso_utc(self.at),
-        }
+        return {**status_fields(self.correlation_id, self.status, self.order_id, self.total, self.currency,
+                                self.reason),
+                "at": iso_utc(self.at)}

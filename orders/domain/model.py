@@ -146,15 +146,9 @@ class OrderOutcome:
     updated_at: datetime
 
     def to_json_dict(self) -> dict[str, object]:
-        return {
-            "correlationId": self.correlation_id,
-            "status": self.status.value,
-            "orderId": self.order_id,
-            "total": None if self.total is None else str(self.total),
-            "currency": self.currency,
-            "reason": self.reason,
-            "updatedAt": iso_utc(self.updated_at),
-        }
+        return {**status_fields(self.correlation_id, self.status, self.order_id, self.total, self.currency,
+                                self.reason),
+                "updatedAt": iso_utc(self.updated_at)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +234,19 @@ class OrderMessage:
             "items": [{"sku": line.sku, "quantity": line.quantity} for line in self.items],
             "acceptedAt": iso_utc(self.accepted_at),
         }
+
+
+def status_fields(correlation_id: str, status: OrderStatus, order_id: int | None, total: Decimal | None,
+                  currency: str | None, reason: str | None) -> dict[str, object]:
+    """The JSON fields an order's status answer and its status event share (``total`` as a decimal string)."""
+    return {
+        "correlationId": correlation_id,
+        "status": status.value,
+        "orderId": order_id,
+        "total": None if total is None else str(total),
+        "currency": currency,
+        "reason": reason,
+    }
 
 
 def iso_utc(moment: datetime) -> str:
