@@ -706,16 +706,22 @@ class AmqpHandler(Handler):
             self.after_commit.append(lambda: self._echo(dlv, state))
 
     @staticmethod
+    def _accept_request(dlv, data: bytes) -> Message:
+        """Decode a request to a node ($cbs, $management) and settle its transfer; the answer is a reply message."""
+        msg = Message()
+        msg.decode(data)
+        dlv.update(Delivery.ACCEPTED)
+        dlv.settle()
+        return msg
+
+    @staticmethod
     def _echo(dlv, state) -> None:
         dlv.update(state)
         dlv.settle()
 
     # ----- $cbs ---------------------------------------------------------------------------------
     def _on_cbs(self, link, dlv, lctx: LinkCtx, data: bytes) -> None:
-        msg = Message()
-        msg.decode(data)
-        dlv.update(Delivery.ACCEPTED)
-        dlv.settle()
+        msg = self._accept_request(dlv, data)
         props = msg.properties or {}
         op = props.get("operation")
         status, desc = 202, "Accepted"
@@ -754,10 +760,7 @@ class AmqpHandler(Handler):
 
     # ----- $management --------------------------------------------------------------------------
     def _on_mgmt(self, link, dlv, lctx: LinkCtx, data: bytes) -> None:
-        msg = Message()
-        msg.decode(data)
-        dlv.update(Delivery.ACCEPTED)
-        dlv.settle()
+        msg = self._accept_request(dlv, data)
         props = msg.properties or {}
         op = str(props.get("operation", ""))
         body = msg.body if isinstance(msg.body, dict) else {}
