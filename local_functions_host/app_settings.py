@@ -5,7 +5,6 @@ Also resolves ``%SETTING%`` binding expressions and reads the host's own selecti
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping, MutableMapping
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HostConfigurationError
+from .json_files import read_json_object
 
 LOCAL_SETTINGS_FILE = "local.settings.json"
 _EXPRESSION = re.compile(r"%([^%]*)%")
@@ -39,12 +39,7 @@ def apply_local_settings(script_root: Path, environ: MutableMapping[str, str] | 
     path = script_root / LOCAL_SETTINGS_FILE
     if not path.is_file():
         return LocalSettings(path=None)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HostConfigurationError(f"{path} is not valid JSON ({exc}); fix or remove it.") from None
-    if not isinstance(document, dict):
-        raise HostConfigurationError(f"{path} must hold a JSON object with a 'Values' object.")
+    document = read_json_object(path, fix_hint="fix or remove it.", shape="a JSON object with a 'Values' object")
     if document.get("IsEncrypted") is True:
         raise HostConfigurationError(
             f"{path} has IsEncrypted=true; the local host reads plain values only. "

@@ -6,7 +6,6 @@ Keys are matched case-insensitively, as the Functions host's configuration binde
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HostConfigurationError
+from .json_files import read_json_object
 
 HOST_FILE = "host.json"
 _OVERRIDE_PREFIX = "azurefunctionsjobhost__"
@@ -100,12 +100,7 @@ def load_host_config(script_root: Path, environ: Mapping[str, str] | None = None
             f"No {HOST_FILE} in {script_root.resolve()}: the script root is the folder holding host.json. "
             "Run from the app's root folder or pass --script-root."
         )
-    try:
-        document = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HostConfigurationError(f"{path} is not valid JSON: {exc}.") from None
-    if not isinstance(document, dict):
-        raise HostConfigurationError(f"{path} must hold a JSON object.")
+    document = read_json_object(path, fix_hint="fix it.", shape="a JSON object")
     _apply_environment_overrides(document, env)
     if str(_get(document, "version")) != "2.0":
         raise HostConfigurationError(f'{path} must declare "version": "2.0" (the Functions v4 host schema).')
