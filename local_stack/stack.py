@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import IO
 
 from localbus.testing import connection_string_for
+from orders.notify_tokens import DEV_NOTIFY_TOKEN_SECRET
+from websocket_service.settings import DEV_INTERNAL_SECRET
 from local_stack.processes import ChildProcess
 from testing_support.ports import free_port, wait_for_port
 from testing_support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
-DEV_NOTIFY_SECRET = "local-development-only-notify-secret"
-DEV_INTERNAL_SECRET = "local-development-only-internal-secret"
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ class LocalStack:
             "ORDER_STATUS_QUEUE": "order-status",
             "SQL_URL": f"sqlite:///{self.data_dir / 'orders.db'}",
             "REDIS_URL": f"redis://127.0.0.1:{self.ports.redis}/0",
-            "NOTIFY_TOKEN_SECRET": DEV_NOTIFY_SECRET,
+            "NOTIFY_TOKEN_SECRET": DEV_NOTIFY_TOKEN_SECRET,
             "NOTIFY_PUBLIC_URL": self.ws_url(0) if self.ports.websocket else "ws://127.0.0.1:8080/ws",
             "WS_INTERNAL_SECRET": DEV_INTERNAL_SECRET,
             "STATUS_API_URL": self.api_url,

@@ -12,6 +12,11 @@ import hmac
 import time
 
 
+#: The default of both services when NOTIFY_TOKEN_SECRET is not set, so tokens match in local work.
+#: Never for deployment: the secret comes from Key Vault there.
+DEV_NOTIFY_TOKEN_SECRET = "local-development-only-notify-secret"
+
+
 class InvalidNotifyToken(Exception):
     """The token is missing, malformed, forged, expired or issued for another order; ``str()`` says which."""
 

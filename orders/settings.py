@@ -6,7 +6,8 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_NOTIFY_SECRET = "local-development-only-notify-secret"
+from orders.notify_tokens import DEV_NOTIFY_TOKEN_SECRET
+
 
 
 class OrderSettings(BaseSettings):
@@ -25,7 +26,7 @@ class OrderSettings(BaseSettings):
     redis_url: str = Field(default="redis://127.0.0.1:6380/0", validation_alias="REDIS_URL")
     redis_entra_auth: bool = Field(default=False, validation_alias="REDIS_ENTRA_AUTH")
     azure_client_id: str | None = Field(default=None, validation_alias="AZURE_CLIENT_ID")
-    notify_token_secret: SecretStr = Field(default=SecretStr(DEV_NOTIFY_SECRET), validation_alias="NOTIFY_TOKEN_SECRET")
+    notify_token_secret: SecretStr = Field(default=SecretStr(DEV_NOTIFY_TOKEN_SECRET), validation_alias="NOTIFY_TOKEN_SECRET")
     notify_token_ttl_seconds: int = Field(default=3600, ge=60, validation_alias="NOTIFY_TOKEN_TTL_SECONDS")
     notify_public_url: str = Field(default="ws://127.0.0.1:8080/ws", validation_alias="NOTIFY_PUBLIC_URL")
     correlation_ttl_seconds: int = Field(default=90_000, ge=86_400, validation_alias="CORRELATION_TTL_SECONDS")

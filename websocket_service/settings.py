@@ -8,7 +8,10 @@ import uuid
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_NOTIFY_TOKEN_SECRET = "dev-only-notify-token-secret"
+from orders.notify_tokens import DEV_NOTIFY_TOKEN_SECRET
+
+__all__ = ["DEV_INTERNAL_SECRET", "DEV_NOTIFY_TOKEN_SECRET", "WebSocketSettings"]
+
 DEV_INTERNAL_SECRET = "dev-only-internal-secret"
 
 

@@ -33,3 +33,15 @@ def test_empty_secrets_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WS_INTERNAL_SECRET", "")
     with pytest.raises(ValidationError, match="WS_INTERNAL_SECRET is empty"):
         WebSocketSettings()
+
+
+def test_with_no_secret_set_a_token_from_the_intake_verifies_at_the_websocket_service(monkeypatch) -> None:
+    from orders.notify_tokens import issue_notify_token, verify_notify_token
+    from orders.settings import OrderSettings
+
+    monkeypatch.delenv("NOTIFY_TOKEN_SECRET", raising=False)
+    intake = OrderSettings.model_validate({"ServiceBusConnection": "Endpoint=sb://localhost:5682;"})
+    service = WebSocketSettings()
+    token = issue_notify_token(intake.notify_token_secret.get_secret_value().encode(), "cid", ttl_seconds=60)
+
+    verify_notify_token(service.notify_token_secret.get_secret_value().encode(), token, "cid")
