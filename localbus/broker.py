@@ -65,7 +65,7 @@ class Broker:
         try:
             self._loop = EventLoop(self._handler, self.host, self.port)
         except BaseException:
-            self.store.journal.close()
+            self.store.close()
             raise
         self._handler.loop = self._loop
         self.port = self._loop.port
@@ -116,7 +116,7 @@ class Broker:
                 pass
             self._thread.join(timeout=10)
         if self.store is not None:
-            self.store.journal.close()
+            self.store.close()
             self.store = None
 
     def wait(self) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from proton import Data, Described, symbol, ulong
 
-from .store import Incoming
+from .entities import Incoming
 
 HEADER, DELIVERY_ANNOTATIONS, MESSAGE_ANNOTATIONS, PROPERTIES, APPLICATION_PROPERTIES = 0x70, 0x71, 0x72, 0x73, 0x74
 DATA, SEQUENCE, VALUE, FOOTER = 0x75, 0x76, 0x77, 0x78

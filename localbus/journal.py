@@ -10,8 +10,42 @@ import fcntl
 import sqlite3
 import time
 from pathlib import Path
+from typing import Protocol
 
-from .store import State, StoredMessage
+from .entities import State, StoredMessage
+
+class Journal(Protocol):
+    """Durable mirror of the store. Writes are buffered until ``commit``."""
+
+    def load(self) -> tuple[list[StoredMessage], dict[tuple[str, str], bytes], list[tuple[str, str, float]], dict[str, int]]: ...
+    def put(self, message: StoredMessage, fresh: bool = False) -> None: ...
+    def delete(self, message: StoredMessage) -> None: ...
+    def put_session_state(self, queue: str, session_id: str, state: bytes | None) -> None: ...
+    def put_dedup(self, queue: str, message_id: str, expires_at: float) -> None: ...
+    def put_next_seq(self, queue: str, next_seq: int) -> None: ...
+    def prune_dedup(self, now: float) -> None: ...
+    def pending(self) -> bool: ...
+    def commit(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class MemoryJournal:
+    """Keeps nothing: the in-memory mode."""
+
+    def load(self):
+        return [], {}, [], {}
+
+    def put(self, message, fresh=False): pass
+    def delete(self, message): pass
+    def put_session_state(self, queue, session_id, state): pass
+    def put_dedup(self, queue, message_id, expires_at): pass
+    def put_next_seq(self, queue, next_seq): pass
+    def prune_dedup(self, now): pass
+    def pending(self): return False
+    def commit(self): pass
+    def close(self): pass
+
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (

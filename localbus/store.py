@@ -3,9 +3,10 @@
 Everything Service Bus promises about a queue lives here: sequence numbers, peek-locks and their expiry,
 delivery counts and MaxDeliveryCount, sessions and their exclusive locks, duplicate detection, time to
 live, scheduled and deferred messages, and the dead-letter sub-queue. Message payloads are opaque bytes.
+The operations only the ``$management`` node uses are in ``store_management``, timers in ``store_timers``.
 
 All state is held in memory and mirrored to a ``Journal``; the caller decides when the journal commits
-(the AMQP layer commits once per reactor turn and only then acknowledges sends). Not thread-safe: one
+(the AMQP layer commits once per loop turn and only then acknowledges sends). Not thread-safe: one
 thread owns a ``Store``; other threads ask that thread (the broker's loop) for a snapshot.
 """
 
@@ -14,191 +15,23 @@ from __future__ import annotations
 import heapq
 import itertools
 import uuid
-from dataclasses import dataclass, field
-from enum import IntEnum
-from typing import Iterable, Protocol
+from typing import Iterable
 
-from .config import INFINITE_SECONDS, BrokerConfig, QueueConfig
-
-DLQ_SUFFIX = "/$deadletterqueue"
-
-
-class State(IntEnum):
-    ACTIVE = 0
-    DEFERRED = 1
-    SCHEDULED = 2
+from .config import INFINITE_SECONDS, BrokerConfig
+from .entities import Consumer, Entity, Incoming, Outcome, Session, State, StoredMessage
+from .errors import (EntityNotFound, InvalidRequest, MessageLockLost, MessageTooLarge, QuotaExceeded,
+                     SessionCannotBeLocked, SessionLockLost)
+from .journal import Journal, MemoryJournal
+from .store_management import ManagementOperations
+from .store_timers import DEAD_LETTER_AFTER_MAX_DELIVERIES, Timers
 
 
-class Outcome(IntEnum):
-    COMPLETE = 0
-    ABANDON = 1
-    DEFER = 2
-    DEAD_LETTER = 3
-    RELEASE = 4  # handed back unseen: no delivery-count increment
+class Store(ManagementOperations, Timers):
+    """All queues of one broker. ``now`` is epoch seconds, passed in by the caller.
 
-
-class StoreError(Exception):
-    """A request the store refuses; ``condition`` names the Service Bus error."""
-
-    condition = "amqp:internal-error"
-
-    def __init__(self, description: str) -> None:
-        super().__init__(description)
-        self.description = description
-
-
-class EntityNotFound(StoreError):
-    condition = "amqp:not-found"
-
-
-class MessageLockLost(StoreError):
-    condition = "com.microsoft:message-lock-lost"
-
-
-class SessionLockLost(StoreError):
-    condition = "com.microsoft:session-lock-lost"
-
-
-class SessionCannotBeLocked(StoreError):
-    condition = "com.microsoft:session-cannot-be-locked"
-
-
-class MessageNotFound(StoreError):
-    condition = "com.microsoft:message-not-found"
-
-
-class InvalidRequest(StoreError):
-    condition = "com.microsoft:argument-error"
-
-
-class QuotaExceeded(StoreError):
-    condition = "amqp:resource-limit-exceeded"
-
-
-class MessageTooLarge(StoreError):
-    condition = "amqp:link:message-size-exceeded"
-
-
-@dataclass(slots=True)
-class Incoming:
-    """A message as a sender hands it over."""
-
-    payload: bytes
-    message_id: str | None = None
-    session_id: str | None = None
-    ttl: float | None = None  # seconds; None: the queue's default
-    scheduled_at: float | None = None  # epoch seconds
-
-
-@dataclass(slots=True, eq=False)
-class StoredMessage:
-    queue: str  # config name of the queue
-    seq: int
-    payload: bytes
-    message_id: str | None
-    session_id: str | None
-    enqueued_at: float
-    expires_at: float
-    state: State = State.ACTIVE
-    scheduled_at: float | None = None
-    delivery_count: int = 0
-    dead_lettered: bool = False
-    dead_letter_reason: str | None = None
-    dead_letter_description: str | None = None
-    dead_letter_source: str | None = None
-    lock_token: bytes | None = None  # 16 bytes; the AMQP delivery tag
-    locked_until: float = 0.0
-    holder: "Consumer | None" = None
-    removed: bool = False
-
-    @property
-    def size(self) -> int:
-        return len(self.payload)
-
-
-class Journal(Protocol):
-    """Durable mirror of the store. Writes are buffered until ``commit``."""
-
-    def load(self) -> tuple[list[StoredMessage], dict[tuple[str, str], bytes], list[tuple[str, str, float]], dict[str, int]]: ...
-    def put(self, message: StoredMessage, fresh: bool = False) -> None: ...
-    def delete(self, message: StoredMessage) -> None: ...
-    def put_session_state(self, queue: str, session_id: str, state: bytes | None) -> None: ...
-    def put_dedup(self, queue: str, message_id: str, expires_at: float) -> None: ...
-    def put_next_seq(self, queue: str, next_seq: int) -> None: ...
-    def prune_dedup(self, now: float) -> None: ...
-    def pending(self) -> bool: ...
-    def commit(self) -> None: ...
-    def close(self) -> None: ...
-
-
-class MemoryJournal:
-    """Keeps nothing: the in-memory mode."""
-
-    def load(self):
-        return [], {}, [], {}
-
-    def put(self, message, fresh=False): pass
-    def delete(self, message): pass
-    def put_session_state(self, queue, session_id, state): pass
-    def put_dedup(self, queue, message_id, expires_at): pass
-    def put_next_seq(self, queue, next_seq): pass
-    def prune_dedup(self, now): pass
-    def pending(self): return False
-    def commit(self): pass
-    def close(self): pass
-
-
-@dataclass(eq=False)
-class Consumer:
-    """A receiver attached to an entity (a queue, its dead-letter queue, or one session of a queue)."""
-
-    entity: "Entity"
-    receive_and_delete: bool = False
-    session: "Session | None" = None
-    name: str = ""
-    locked: dict[bytes, StoredMessage] = field(default_factory=dict)
-
-
-@dataclass(eq=False)
-class Session:
-    id: str
-    ready: list[int] = field(default_factory=list)  # heap of sequence numbers
-    count: int = 0  # messages of this session in the queue, any state
-    state: bytes | None = None
-    holder: Consumer | None = None
-    locked_until: float = 0.0
-
-
-class Entity:
-    """A queue or its dead-letter sub-queue: the messages, their order, and who holds them."""
-
-    def __init__(self, config: QueueConfig, dead_letter: bool) -> None:
-        self.config = config
-        self.dead_letter = dead_letter
-        self.path = config.name + ("/$DeadLetterQueue" if dead_letter else "")
-        self.sessionful = config.requires_session and not dead_letter
-        self.messages: dict[int, StoredMessage] = {}
-        self.ready: list[int] = []  # heap of sequence numbers (sessionless entities)
-        self.sessions: dict[str, Session] = {}
-        self.consumers: list[Consumer] = []
-        self.bytes = 0
-
-    def counts(self) -> dict[str, int]:
-        active = deferred = scheduled = locked = 0
-        for m in self.messages.values():
-            if m.state is State.DEFERRED:
-                deferred += 1
-            elif m.state is State.SCHEDULED:
-                scheduled += 1
-            else:
-                active += 1
-            if m.lock_token is not None:
-                locked += 1
-        return {"active": active, "deferred": deferred, "scheduled": scheduled, "locked": locked}
-
-
-class Store:
-    """All queues of one broker. ``now`` is epoch seconds, passed in by the caller."""
+    The I/O layer never edits the store's state: it calls these methods, and after each turn takes what
+    changed with ``take_ready_entities`` and ``take_lost_sessions`` (each hands over and resets).
+    """
 
     def __init__(self, config: BrokerConfig, journal: Journal | None = None) -> None:
         self.config = config
@@ -218,8 +51,8 @@ class Store:
         self._ttl: list[tuple[float, str, bool, int]] = []
         self._session_expiry: list[tuple[float, int, Session]] = []
         self._tiebreak = itertools.count()
-        self.dirty: set[Entity] = set()  # entities that gained available messages since the last drain
-        self.lost_sessions: list[tuple[Consumer, Session]] = []  # session locks that expired since the last drain
+        self._ready_entities: set[Entity] = set()  # entities that gained available messages since the last take
+        self._lost_sessions: list[tuple[Consumer, Session]] = []  # session locks that expired since the last take
         self._load()
 
     # ----- lookup -------------------------------------------------------------------------------
@@ -286,7 +119,7 @@ class Store:
             heapq.heappush(self._session(entity, m.session_id or "").ready, m.seq)
         else:
             heapq.heappush(entity.ready, m.seq)
-        self.dirty.add(entity)
+        self._ready_entities.add(entity)
 
     def _remove(self, entity: Entity, m: StoredMessage, persist: bool = True) -> None:
         if m.removed:
@@ -392,14 +225,6 @@ class Store:
         self.journal.put_next_seq(cfg.name, self.next_seq[cfg.name])
         return results
 
-    def cancel_scheduled(self, path: str, seqs: Iterable[int]) -> None:
-        entity = self.entity(path)
-        for seq in seqs:
-            m = entity.messages.get(seq)
-            if m is None or m.state is not State.SCHEDULED:
-                raise MessageNotFound(f"No scheduled message with sequence number {seq} in '{entity.path}'.")
-            self._remove(entity, m)
-
     # ----- receiving ----------------------------------------------------------------------------
     def attach(self, path: str, *, receive_and_delete: bool = False, name: str = "") -> Consumer:
         entity = self.entity(path)
@@ -458,7 +283,7 @@ class Store:
             if not m.removed:
                 if m.delivery_count + 1 >= entity.config.max_delivery_count:
                     m.delivery_count += 1
-                    self._dead_letter(m, "MaxDeliveryCountExceeded", "Message could not be consumed after the maximum number of delivery attempts.", now)
+                    self._dead_letter(m, *DEAD_LETTER_AFTER_MAX_DELIVERIES, now)
                 else:
                     m.delivery_count += 1
                     self.journal.put(m)
@@ -466,7 +291,7 @@ class Store:
         session.holder = None
         session.locked_until = 0.0
         if session.ready:
-            self.dirty.add(entity)
+            self._ready_entities.add(entity)
         self._maybe_forget_session(entity, session)
 
     def next_message(self, consumer: Consumer, now: float) -> StoredMessage | None:
@@ -535,8 +360,7 @@ class Store:
             self._unlock(m)
             m.delivery_count += 1
             if m.delivery_count >= entity.config.max_delivery_count and not entity.dead_letter:
-                self._dead_letter(m, "MaxDeliveryCountExceeded",
-                                  "Message could not be consumed after the maximum number of delivery attempts.", now)
+                self._dead_letter(m, *DEAD_LETTER_AFTER_MAX_DELIVERIES, now)
             else:
                 self.journal.put(m)
                 self._make_ready(entity, m)
@@ -554,193 +378,37 @@ class Store:
             self._dead_letter(m, reason, description, now)
         return m
 
-    def renew_locks(self, tokens: Iterable[bytes], now: float) -> list[float]:
-        result = []
-        for token in tokens:
-            m = self.locks.get(token)
-            if m is None or m.removed or m.locked_until <= now:
-                raise MessageLockLost("The lock supplied is invalid or expired; the message must be received again.")
-            if m.holder is not None and m.holder.session is not None:
-                raise InvalidRequest("Messages received from a session are locked by the session: renew the session lock.")
-            m.locked_until = now + self._entity_of(m).config.lock_duration
-            heapq.heappush(self._lock_expiry, (m.locked_until, token))
-            result.append(m.locked_until)
-        return result
 
-    def renew_session(self, consumer: Consumer | None, path: str, session_id: str, now: float) -> float:
-        entity = self.entity(path)
-        session = entity.sessions.get(session_id)
-        if session is None or session.holder is None or session.locked_until <= now or (
-            consumer is not None and session.holder is not consumer
-        ):
-            raise SessionLockLost(f"The session lock of '{session_id}' was lost. Accept the session again to continue.")
-        session.locked_until = now + entity.config.lock_duration
-        heapq.heappush(self._session_expiry, (session.locked_until, next(self._tiebreak), session))
-        for m in session.holder.locked.values():
-            m.locked_until = session.locked_until
-        return session.locked_until
+    # ----- what changed, handed over once -------------------------------------------------------
+    def take_ready_entities(self) -> set[Entity]:
+        """Entities that gained available messages since the last call."""
+        ready, self._ready_entities = self._ready_entities, set()
+        return ready
 
-    def _held_session(self, path: str, session_id: str, now: float) -> tuple[Entity, Session]:
-        entity = self.entity(path)
-        session = entity.sessions.get(session_id)
-        if session is None or session.holder is None or session.locked_until <= now:
-            raise SessionLockLost(f"The session lock of '{session_id}' was lost. Accept the session again to continue.")
-        return entity, session
+    def take_lost_sessions(self) -> list[tuple[Consumer, Session]]:
+        """Session locks that expired since the last call, with the consumer that held each."""
+        lost, self._lost_sessions = self._lost_sessions, []
+        return lost
 
-    def get_session_state(self, path: str, session_id: str, now: float) -> bytes | None:
-        return self._held_session(path, session_id, now)[1].state
+    def consumers_in_turn(self, entity: Entity) -> list[Consumer]:
+        """The entity's consumers, rotated one place per call so competing consumers share the work."""
+        consumers = entity.consumers
+        if len(consumers) > 1:
+            consumers.append(consumers.pop(0))
+        return list(consumers)
 
-    def set_session_state(self, path: str, session_id: str, state: bytes | None, now: float) -> None:
-        entity, session = self._held_session(path, session_id, now)
-        session.state = state
-        self.journal.put_session_state(entity.config.name, session_id, state)
+    def session_holder(self, path: str, session_id: str) -> Consumer | None:
+        """The consumer holding the lock of a session, if any."""
+        session = self.entity(path).sessions.get(session_id)
+        return session.holder if session is not None else None
 
-    def list_sessions(self, path: str) -> list[str]:
-        entity = self.entity(path)
-        return [s.id for s in entity.sessions.values() if s.count > 0 or s.state is not None]
+    def has_uncommitted(self) -> bool:
+        return self.journal.pending()
 
-    def receive_deferred(self, path: str, seqs: Iterable[int], now: float, consumer: Consumer | None,
-                         receive_and_delete: bool = False, session_id: str | None = None) -> list[StoredMessage]:
-        entity = self.entity(path)
-        found = []
-        for seq in seqs:
-            m = entity.messages.get(seq)
-            if m is None or m.state is not State.DEFERRED or (session_id is not None and m.session_id != session_id):
-                raise MessageNotFound(f"No deferred message with sequence number {seq} in '{entity.path}'.")
-            found.append(m)
-        out = []
-        for m in found:
-            if receive_and_delete:
-                self._remove(entity, m)
-            else:
-                if m.lock_token is not None:
-                    self._unlock(m)
-                token = uuid.uuid4().bytes
-                m.lock_token = token
-                m.holder = consumer
-                m.locked_until = now + entity.config.lock_duration
-                if consumer is not None and consumer.session is not None:
-                    m.locked_until = consumer.session.locked_until
-                else:
-                    heapq.heappush(self._lock_expiry, (m.locked_until, token))
-                self.locks[token] = m
-                if consumer is not None:
-                    consumer.locked[token] = m
-            out.append(m)
-        return out
+    def commit(self) -> None:
+        """Make every change so far durable (one journal transaction)."""
+        self.journal.commit()
 
-    def settle_deferred_aware(self, token: bytes, outcome: Outcome, now: float, **kw) -> StoredMessage:
-        """Settle via the management node: a deferred message stays deferred when abandoned."""
-        m = self.locks.get(token)
-        if m is not None and m.state is State.DEFERRED and outcome is Outcome.ABANDON:
-            self._unlock(m)
-            m.delivery_count += 1
-            self.journal.put(m)
-            return m
-        if m is not None and m.state is State.DEFERRED and outcome is Outcome.DEFER:
-            self._unlock(m)
-            return m
-        if m is not None and m.state is State.DEFERRED:
-            m.state = State.ACTIVE
-            try:
-                return self.settle(token, outcome, now, **kw)
-            finally:
-                if not m.removed and not m.dead_lettered:
-                    m.state = State.DEFERRED
-        return self.settle(token, outcome, now, **kw)
+    def close(self) -> None:
+        self.journal.close()
 
-    def peek(self, path: str, from_seq: int, count: int, session_id: str | None = None) -> list[StoredMessage]:
-        entity = self.entity(path)
-        seqs = sorted(s for s in entity.messages if s >= from_seq)
-        out = []
-        for seq in seqs:
-            m = entity.messages[seq]
-            if session_id is not None and m.session_id != session_id:
-                continue
-            out.append(m)
-            if len(out) >= count:
-                break
-        return out
-
-    # ----- time ---------------------------------------------------------------------------------
-    def tick(self, now: float) -> None:
-        """Expire locks, session locks and messages; activate scheduled messages that are due."""
-        while self._lock_expiry and self._lock_expiry[0][0] <= now:
-            until, token = heapq.heappop(self._lock_expiry)
-            m = self.locks.get(token)
-            if m is None or m.locked_until > now or (m.holder is not None and m.holder.session is not None):
-                continue
-            entity = self._entity_of(m)
-            self._unlock(m)
-            m.delivery_count += 1
-            if m.state is State.DEFERRED:
-                self.journal.put(m)
-            elif m.delivery_count >= entity.config.max_delivery_count and not entity.dead_letter:
-                self._dead_letter(m, "MaxDeliveryCountExceeded",
-                                  "Message could not be consumed after the maximum number of delivery attempts.", now)
-            else:
-                self.journal.put(m)
-                self._make_ready(entity, m)
-        while self._session_expiry and self._session_expiry[0][0] <= now:
-            until, _, session = heapq.heappop(self._session_expiry)
-            holder = session.holder
-            if holder is None or session.locked_until > now:
-                continue
-            self._release_session(holder.entity, session, holder, now)
-            if holder in holder.entity.consumers:
-                holder.entity.consumers.remove(holder)
-            self.lost_sessions.append((holder, session))
-        while self._scheduled and self._scheduled[0][0] <= now:
-            _, queue, seq = heapq.heappop(self._scheduled)
-            main = self.queues[queue][0]
-            m = main.messages.get(seq)
-            if m is None or m.state is not State.SCHEDULED:
-                continue
-            m.state = State.ACTIVE
-            m.enqueued_at = now
-            self.journal.put(m)
-            self._make_ready(main, m)
-        while self._ttl and self._ttl[0][0] <= now:
-            _, queue, dead, seq = heapq.heappop(self._ttl)
-            entity = self.queues[queue][1 if dead else 0]
-            m = entity.messages.get(seq)
-            if m is None or m.lock_token is not None or m.state is State.SCHEDULED or m.expires_at > now:
-                if m is not None and m.lock_token is not None and m.expires_at <= now:
-                    # Expired while locked: look again once the lock is gone.
-                    heapq.heappush(self._ttl, (now + 1.0, queue, dead, seq))
-                    break
-                continue
-            if dead:
-                continue  # dead-lettered messages do not expire again
-            self._expired(entity, m, now)
-        for queue, table in self.dedup.items():
-            if len(table) > 10_000:
-                for mid in [k for k, v in table.items() if v <= now]:
-                    del table[mid]
-        self.journal.prune_dedup(now)
-
-    def next_deadline(self) -> float | None:
-        heads = [h[0][0] for h in (self._lock_expiry, self._scheduled, self._ttl, self._session_expiry) if h]
-        return min(heads) if heads else None
-
-    # ----- visibility ---------------------------------------------------------------------------
-    def stats(self) -> dict[str, dict]:
-        out = {}
-        for name, (main, dlq) in self.queues.items():
-            counts = main.counts()
-            out[name] = {
-                "active": counts["active"],
-                "deadLettered": len(dlq.messages),
-                "scheduled": counts["scheduled"],
-                "deferred": counts["deferred"],
-                "locked": counts["locked"] + dlq.counts()["locked"],
-                "sizeBytes": main.bytes + dlq.bytes,
-                "requiresSession": main.sessionful,
-                "sessions": [
-                    {"id": s.id, "messages": s.count, "locked": s.holder is not None,
-                     "hasState": s.state is not None}
-                    for s in main.sessions.values() if s.count > 0 or s.holder is not None
-                ],
-                "receivers": len(main.consumers) + len(dlq.consumers),
-            }
-        return out
