@@ -121,7 +121,7 @@ async def client(url: str, count: int, orders: int, wave: int) -> None:
 
     Commands: ``expect N`` (collect N status frames, report latencies), ``close``.
     """
-    from orders.notify_tokens import issue_notify_token
+    from service_platform.notify_tokens import issue_notify_token
     from websockets.asyncio.client import connect
 
     raise_file_limit()
@@ -311,7 +311,7 @@ class Publisher:
 
     async def send(self, events: list[dict]) -> None:
         at = repr(time.time())
-        body = json.dumps({"events": [e | {"at": at} for e in events]}).encode()
+        body = json.dumps({"events": [e | {"updatedAt": at} for e in events]}).encode()
         if self.ws is not None:
             await self.ws.send(body.decode())
             return

@@ -1,13 +1,18 @@
-"""Dependency checks for ``GET /api/health``: the broker, SQL and Redis, each within a short timeout."""
+"""HTTP trigger: ``GET /api/health``, the broker, SQL and Redis each checked within a short timeout."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
 
-from orders.bootstrap import Services
+import azure.functions as func
+
+from function_app.problems import json_response, problem
+from orders.bootstrap import OrderService, order_service
 
 CHECK_TIMEOUT_SECONDS = 3.0
+
+blueprint = func.Blueprint()
 
 
 async def _outcome(check: Awaitable[object]) -> str:
@@ -20,10 +25,17 @@ async def _outcome(check: Awaitable[object]) -> str:
     return "ok"
 
 
-async def check_dependencies(svc: Services) -> dict[str, str]:
+async def check_dependencies(svc: OrderService) -> dict[str, str]:
     broker, sql, redis = await asyncio.gather(
-        _outcome(svc.order_publisher.check()),
-        _outcome(asyncio.to_thread(svc.check_sql)),
-        _outcome(svc.registry.ping()),
-    )
+        _outcome(svc.check_broker()), _outcome(svc.check_sql()), _outcome(svc.check_redis()))
     return {"broker": broker, "sql": sql, "redis": redis}
+
+
+@blueprint.function_name("health")
+@blueprint.route(route="health", methods=["GET"])
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    checks = await check_dependencies(order_service())
+    down = sorted(name for name, result in checks.items() if result != "ok")
+    if down:
+        return problem(503, "Unhealthy", f"not answering: {', '.join(down)}", kind="unhealthy", checks=checks)
+    return json_response({"status": "healthy", "checks": checks})

@@ -6,8 +6,7 @@ import azure.functions as func
 
 from function_app.dead_letters import failed_order_command
 from function_app.retries import backing_off_on_transient_errors
-from orders.bootstrap import services
-from orders.service_layer import handlers
+from orders.bootstrap import order_service
 from orders.validation import parse_order_message
 
 blueprint = func.Blueprint()
@@ -18,9 +17,8 @@ blueprint = func.Blueprint()
                                      connection="ServiceBusConnection", is_sessions_enabled=True)
 def process_order(message: func.ServiceBusMessage) -> None:
     command = parse_order_message(message.get_body())  # PoisonMessage: retried, then dead-lettered
-    svc = services()
     with backing_off_on_transient_errors(message.delivery_count, command.correlation_id):
-        handlers.process_order(command, uow_factory=svc.uow_factory, publisher=svc.status_publisher, clock=svc.clock)
+        order_service().process_order(command)
 
 
 @blueprint.function_name("handle_dead_lettered_order")
@@ -30,7 +28,5 @@ def handle_dead_lettered_order(message: func.ServiceBusMessage) -> None:
     command = failed_order_command(message)
     if command is None:
         return
-    svc = services()
     with backing_off_on_transient_errors(message.delivery_count, command.correlation_id):
-        handlers.mark_order_failed(command, uow_factory=svc.uow_factory, publisher=svc.status_publisher,
-                                   clock=svc.clock)
+        order_service().mark_order_failed(command)

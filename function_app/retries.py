@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from orders.domain.errors import TransientError
+from service_platform.backoff import exponential_delay
 
 log = logging.getLogger("function_app")
 
@@ -22,7 +23,7 @@ MAX_DELAY_SECONDS = 120.0
 
 
 def backoff_seconds(delivery_count: int | None) -> float:
-    return min(MAX_DELAY_SECONDS, BASE_DELAY_SECONDS * 2 ** max(0, delivery_count or 0))
+    return exponential_delay(delivery_count or 0, base=BASE_DELAY_SECONDS, cap=MAX_DELAY_SECONDS)
 
 
 @contextmanager

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from service_platform.servicebus_clients import ServiceBusClientFactory
+
 from .errors import HostConfigurationError
 
 
@@ -24,31 +26,18 @@ class ServiceBusConnection:
     @property
     def endpoint(self) -> str:
         """Where it points, without secrets, for logs."""
-        if self.fully_qualified_namespace:
-            return self.fully_qualified_namespace
-        for part in (self.connection_string or "").split(";"):
-            key, _, value = part.partition("=")
-            if key.strip().lower() == "endpoint":
-                return value.strip()
-        return "?"
+        return self._factory(None).endpoint
 
-    def create_client(self, **kwargs: Any) -> tuple[Any, Any]:
-        """A new ``azure.servicebus.aio.ServiceBusClient`` and the credential to close with it (or None).
+    def _factory(self, options: dict[str, Any] | None) -> ServiceBusClientFactory:
+        return ServiceBusClientFactory(self.connection_string, self.fully_qualified_namespace, self.client_id,
+                                       client_options=options or {})
+
+    def create_client(self, **kwargs: Any) -> Any:
+        """A new ``azure.servicebus.aio.ServiceBusClient``; identity-based ones share the process's credential.
 
         Nothing connects before the first receive or send.
         """
-        from azure.servicebus.aio import ServiceBusClient
-
-        if self.connection_string:
-            return ServiceBusClient.from_connection_string(self.connection_string, **kwargs), None
-        from azure.identity.aio import DefaultAzureCredential
-
-        credential = (
-            DefaultAzureCredential(managed_identity_client_id=self.client_id)
-            if self.client_id
-            else DefaultAzureCredential()
-        )
-        return ServiceBusClient(self.fully_qualified_namespace or "", credential, **kwargs), credential
+        return self._factory(kwargs)()
 
 
 def resolve_connection(name: str, settings: Mapping[str, str], *, function_name: str) -> ServiceBusConnection:

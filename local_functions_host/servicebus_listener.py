@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusReceivedMessage, ServiceBusSubQueue
 from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError, SessionLockLostError
+
+from service_platform.backoff import Backoff
 
 from .connections import ServiceBusConnection
 from .host_config import ServiceBusOptions
@@ -35,8 +36,6 @@ log = logging.getLogger("local_functions_host.servicebus")
 
 # How often an idle receive call comes back to look at the stop flag; bounds shutdown latency.
 RECEIVE_POLL_SECONDS = 0.5
-_BACKOFF_FIRST = 0.5
-_BACKOFF_MAX = 30.0
 _RENEWAL_FOREVER = 10 * 365 * 86400.0
 
 
@@ -46,19 +45,6 @@ class ListenerState(enum.StrEnum):
     DISCONNECTED = "Disconnected"
     STOPPING = "Stopping"
     STOPPED = "Stopped"
-
-
-class _Backoff:
-    def __init__(self) -> None:
-        self._next = _BACKOFF_FIRST
-
-    def reset(self) -> None:
-        self._next = _BACKOFF_FIRST
-
-    def next_delay(self) -> float:
-        delay = self._next
-        self._next = min(self._next * 2, _BACKOFF_MAX)
-        return delay * random.uniform(0.8, 1.2)
 
 
 class ServiceBusListener:
@@ -80,7 +66,6 @@ class ServiceBusListener:
         self.options = options
         self._invoker = invoker
         self._client_factory = client_factory or (lambda: connection.create_client(**options.client_retry))
-        self._credential: Any = None
         self.state = ListenerState.STARTING
         self.state_since = time.time()
         self.last_error: str | None = None
@@ -101,7 +86,7 @@ class ServiceBusListener:
     async def start(self) -> None:
         from azure.servicebus.aio import AutoLockRenewer
 
-        self._client, self._credential = self._client_factory()
+        self._client = self._client_factory()
         renewal = self.options.max_auto_lock_renewal_duration
         if renewal is None or renewal > 0:
             self._renewer = AutoLockRenewer(
@@ -140,7 +125,7 @@ class ServiceBusListener:
                 await asyncio.wait(pending, timeout=5)
         if self._closing:
             await asyncio.wait(self._closing, timeout=5)
-        for closer in (self._renewer, self._client, self._credential):
+        for closer in (self._renewer, self._client):
             if closer is not None:
                 try:
                     await asyncio.wait_for(closer.close(), timeout=5)
@@ -183,7 +168,7 @@ class ServiceBusListener:
             log.debug("Function %s: probing %s failed: %r", self.spec.name, self.trigger.entity, exc)
 
     async def _session_loop(self, slot: int) -> None:
-        backoff = _Backoff()
+        backoff = Backoff(initial=0.5, maximum=30.0)
         current = asyncio.current_task()
         assert current is not None
         while not self._stopping.is_set():
@@ -270,7 +255,7 @@ class ServiceBusListener:
             idle_until = loop.time() + self.options.session_idle_timeout
 
     async def _queue_loop(self) -> None:
-        backoff = _Backoff()
+        backoff = Backoff(initial=0.5, maximum=30.0)
         limit = self.options.max_concurrent_calls
         while not self._stopping.is_set():
             in_flight: set[asyncio.Task[None]] = set()
@@ -412,7 +397,7 @@ class ServiceBusListener:
                 log.info("Function %s: listening on %s", self.spec.name, self.description,
                          extra={"functionName": self.spec.name, "listenerState": str(self.state)})
 
-    async def _disconnected(self, exc: Exception, backoff: _Backoff) -> None:
+    async def _disconnected(self, exc: Exception, backoff: Backoff) -> None:
         delay = backoff.next_delay()
         self.last_error = f"{type(exc).__name__}: {exc}"
         if self.state != ListenerState.DISCONNECTED and not self._stopping.is_set():

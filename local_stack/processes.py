@@ -1,4 +1,4 @@
-"""Child processes whose output is prefixed with their name and kept in a log file."""
+"""Child processes whose JSON log lines are kept in a log file and shown on the console as readable lines."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 import threading
 from pathlib import Path
 from typing import IO
+
+from service_platform.logs import console_line
 
 
 class ChildProcess:
@@ -23,6 +25,7 @@ class ChildProcess:
         self.log_path = log_dir / f"{name}.log"
         self.echo = echo
         self.process: subprocess.Popen[str] | None = None
+        self._colour = bool(echo is not None and getattr(echo, "isatty", lambda: False)())
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -39,7 +42,8 @@ class ChildProcess:
                 log.write(line)
                 log.flush()
                 if self.echo is not None:
-                    self.echo.write(f"{self.name:>10} | {line}")
+                    # The console gets readable lines; the log file keeps the JSON.
+                    self.echo.write(console_line(line, colour=self._colour, default_service=self.name) + "\n")
                     self.echo.flush()
         process.stdout.close()
 

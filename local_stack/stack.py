@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO
 
 from localbus.testing import connection_string_for
-from orders.notify_tokens import DEV_NOTIFY_TOKEN_SECRET
+from service_platform.notify_tokens import DEV_NOTIFY_TOKEN_SECRET
 from websocket_service.settings import DEV_INTERNAL_SECRET
 from local_stack.processes import ChildProcess
 from testing_support.ports import free_port, wait_for_port

@@ -1,76 +1,116 @@
 """Composition root: the only place that reads settings and builds adapters.
 
 The Functions worker imports the app just to index it, so nothing here connects at import time: the
-services are built on first use, once per process, and every client connects lazily.
+service is built on first use, once per process, and every client connects lazily. The handlers'
+collaborators are bound here once; a trigger only calls ``order_service().submit_order(command)``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
-from orders.adapters.azure_clients import redis_client, servicebus_client_factory
 from orders.adapters.clock import SystemClock
-from orders.adapters.redis_correlation_registry import RedisCorrelationRegistry
-from orders.adapters.servicebus_messaging import ServiceBusOrderPublisher, ServiceBusStatusEventPublisher
-from orders.adapters.servicebus_publisher import ServiceBusPublisher
+from orders.adapters.redis_accepted_records import RedisAcceptedRecordStore
+from orders.adapters.servicebus_batch_sender import ServiceBusBatchSender
+from orders.adapters.servicebus_publishers import ServiceBusOrderPublisher, ServiceBusStatusEventPublisher
 from orders.adapters.sql import SqlUnitOfWork, create_engine_for
-from orders.domain.ports import UnitOfWorkFactory
-from orders.service_layer.handlers import IntakeOptions
+from orders.domain.commands import MarkOrderFailed, ProcessOrder, SubmitOrder
+from orders.domain.model import OrderOutcome, Product
+from orders.domain.ports import Clock, UnitOfWorkFactory
+from orders.service_layer import handlers
+from orders.service_layer.handlers import Accepted, IntakeOptions
 from orders.settings import OrderSettings
+from service_platform.redis_clients import redis_client
+from service_platform.servicebus_clients import ServiceBusClientFactory
+
+# The SDK's default retries can hold a request for half a minute; intake must rather answer 503 quickly
+# (the client retries) and processing is retried by redelivery anyway.
+SERVICEBUS_RETRY_OPTIONS = {"retry_total": 2, "retry_backoff_factor": 0.5, "retry_backoff_max": 4}
 
 
 @dataclass
-class Services:
-    """Everything the triggers hand to the handlers."""
+class OrderService:
+    """The order use cases with their collaborators bound once: what the function app's triggers call."""
 
     settings: OrderSettings
     engine: Engine
     uow_factory: UnitOfWorkFactory
     order_publisher: ServiceBusOrderPublisher
     status_publisher: ServiceBusStatusEventPublisher
-    registry: RedisCorrelationRegistry
-    clock: SystemClock
+    accepted_records: RedisAcceptedRecordStore
+    clock: Clock
     intake_options: IntakeOptions
 
-    def check_sql(self) -> None:
-        with self.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+    async def submit_order(self, command: SubmitOrder) -> Accepted:
+        return await handlers.submit_order(command, publisher=self.order_publisher,
+                                           accepted_records=self.accepted_records, clock=self.clock,
+                                           options=self.intake_options)
+
+    def process_order(self, command: ProcessOrder) -> OrderOutcome:
+        return handlers.process_order(command, uow_factory=self.uow_factory, publisher=self.status_publisher,
+                                      clock=self.clock)
+
+    def mark_order_failed(self, command: MarkOrderFailed) -> OrderOutcome:
+        return handlers.mark_order_failed(command, uow_factory=self.uow_factory, publisher=self.status_publisher,
+                                          clock=self.clock)
+
+    async def get_order_status(self, correlation_id: str) -> OrderOutcome:
+        return await handlers.get_order_status(correlation_id, uow_factory=self.uow_factory,
+                                               accepted_records=self.accepted_records)
+
+    async def list_products(self) -> list[Product]:
+        return await asyncio.to_thread(handlers.list_products, uow_factory=self.uow_factory)
+
+    # ----- dependency checks (readiness) --------------------------------------------------------
+    async def check_broker(self) -> None:
+        await self.order_publisher.check()
+
+    async def check_sql(self) -> None:
+        def select_one() -> None:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+
+        await asyncio.to_thread(select_one)
+
+    async def check_redis(self) -> None:
+        await self.accepted_records.ping()
 
 
-def build_services(settings: OrderSettings) -> Services:
-    client_factory = servicebus_client_factory(
+def build_order_service(settings: OrderSettings) -> OrderService:
+    client_factory = ServiceBusClientFactory(
         settings.servicebus_connection.get_secret_value() if settings.servicebus_connection else None,
-        settings.servicebus_namespace, settings.azure_client_id)
+        settings.servicebus_namespace, settings.azure_client_id, client_options=SERVICEBUS_RETRY_OPTIONS)
     engine = create_engine_for(settings)
-    return Services(
+    return OrderService(
         settings=settings,
         engine=engine,
         uow_factory=SqlUnitOfWork.factory(engine),
-        order_publisher=ServiceBusOrderPublisher(ServiceBusPublisher(client_factory, settings.orders_queue)),
+        order_publisher=ServiceBusOrderPublisher(ServiceBusBatchSender(client_factory, settings.orders_queue)),
         status_publisher=ServiceBusStatusEventPublisher(client_factory, settings.order_status_queue),
-        registry=RedisCorrelationRegistry(redis_client(settings.redis_url, entra_auth=settings.redis_entra_auth)),
+        accepted_records=RedisAcceptedRecordStore(
+            redis_client(settings.redis_url, entra_auth=settings.redis_entra_auth)),
         clock=SystemClock(),
         intake_options=IntakeOptions(
             notify_token_secret=settings.notify_token_secret.get_secret_value().encode(),
             notify_token_ttl_seconds=settings.notify_token_ttl_seconds,
-            notify_public_url=settings.notify_public_url,
             correlation_ttl_seconds=settings.correlation_ttl_seconds,
         ),
     )
 
 
-_services: Services | None = None
+_service: OrderService | None = None
 _lock = threading.Lock()
 
 
-def services() -> Services:
-    """The process's services, built from the environment on first use."""
-    global _services
-    if _services is None:
+def order_service() -> OrderService:
+    """The process's order service, built from the environment on first use."""
+    global _service
+    if _service is None:
         with _lock:
-            if _services is None:
-                _services = build_services(OrderSettings())
-    return _services
+            if _service is None:
+                _service = build_order_service(OrderSettings())
+    return _service

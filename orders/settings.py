@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orders.notify_tokens import DEV_NOTIFY_TOKEN_SECRET
+from service_platform.notify_tokens import DEV_NOTIFY_TOKEN_SECRET
 
 
 

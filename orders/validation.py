@@ -20,6 +20,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from orders.currencies import ISO_4217_CODES
+from service_platform.correlation_ids import CORRELATION_ID_PATTERN, canonical_correlation_id, is_correlation_id
 from orders.domain.commands import ProcessOrder, SubmitOrder
 from orders.domain.errors import PoisonMessage
 from orders.domain.model import MESSAGE_SCHEMA_VERSION, OrderLine
@@ -29,7 +30,6 @@ MAX_BODY_BYTES = 64 * 1024
 
 _CUSTOMER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class MalformedJson(ValueError):
@@ -105,7 +105,7 @@ class OrderMessageBody(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
 
     schema_version: Literal[1] = Field(alias="schemaVersion")
-    correlation_id: Annotated[str, Field(pattern=_UUID.pattern)] = Field(alias="correlationId")
+    correlation_id: Annotated[str, Field(pattern=CORRELATION_ID_PATTERN)] = Field(alias="correlationId")
     customer_id: CustomerId = Field(alias="customerId")
     currency: Currency
     items: Annotated[list[OrderItemBody], Field(min_length=1, max_length=100)]
@@ -204,10 +204,10 @@ def parse_idempotency_key(value: str | None) -> str | None:
 
 def parse_correlation_id(value: str | None) -> str:
     """A correlationId in canonical (lower-case, hyphenated) form."""
-    if not value or not _UUID.fullmatch(value):
+    if not is_correlation_id(value):
         raise InvalidCorrelationId(
             f"{value!r:.60} is not a correlationId: expected a UUID like 3f2b0c1e-8a4d-4e0f-9b7a-2d1c5e6f7a8b")
-    return value.lower()
+    return canonical_correlation_id(value)
 
 
 def parse_order_message(body: bytes | str) -> ProcessOrder:

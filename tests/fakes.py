@@ -131,7 +131,7 @@ class FakeMessagePublisher:
         self.messages.append(message)
 
 
-class FakeCorrelationRegistry:
+class FakeAcceptedRecordStore:
     def __init__(self) -> None:
         self.records: dict[str, tuple[AcceptedRecord, int]] = {}
         self.down = False

@@ -12,8 +12,8 @@ import httpx
 from websocket_service.forwarder import HttpEventForwarder
 from websocket_service.gateway import SocketGateway
 from websocket_service.notifier import StatusNotifier
-from websocket_service.ports import CorrelationRegistry, EventForwarder, StatusConsumer, StatusReader
-from websocket_service.redis_registry import RedisCorrelationRegistry
+from websocket_service.ports import SocketHolderRegistry, EventForwarder, StatusConsumer, StatusReader
+from websocket_service.redis_socket_holders import RedisSocketHolderRegistry
 from websocket_service.settings import DEV_INTERNAL_SECRET, DEV_NOTIFY_TOKEN_SECRET, WebSocketSettings
 from websocket_service.status_api import StatusApiClient
 
@@ -26,7 +26,7 @@ class Services:
 
     settings: WebSocketSettings
     notifier: StatusNotifier
-    registry: CorrelationRegistry
+    registry: SocketHolderRegistry
     status_reader: StatusReader
     forwarder: EventForwarder
     consumer: StatusConsumer | None
@@ -70,7 +70,7 @@ class Services:
 def bootstrap(
     settings: WebSocketSettings | None = None,
     *,
-    registry: CorrelationRegistry | None = None,
+    registry: SocketHolderRegistry | None = None,
     status_reader: StatusReader | None = None,
     forwarder: EventForwarder | None = None,
     consumer: StatusConsumer | None = None,
@@ -82,13 +82,8 @@ def bootstrap(
         log.warning("running with the development default of NOTIFY_TOKEN_SECRET or WS_INTERNAL_SECRET: "
                     "set both from a secret store anywhere but on a laptop")
     if registry is None:
-        credentials = None
-        if settings.redis_entra_auth:
-            from websocket_service.redis_entra import EntraIdRedisCredentials
-
-            credentials = EntraIdRedisCredentials()
-        registry = RedisCorrelationRegistry.from_url(
-            settings.redis_url, credential_provider=credentials, instance_id=settings.instance_id,
+        registry = RedisSocketHolderRegistry.from_url(
+            settings.redis_url, entra_auth=settings.redis_entra_auth, instance_id=settings.instance_id,
             internal_url=settings.advertised_internal_url, ttl_seconds=settings.registry_ttl_seconds,
             prefix=settings.registry_prefix)
     status_reader = status_reader or StatusApiClient.create(settings.status_api_url,

@@ -8,11 +8,12 @@ decides when a client is too slow to keep.
 from __future__ import annotations
 
 import json
-import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from service_platform.correlation_ids import is_correlation_id
 
 TERMINAL_STATUSES = frozenset({"Completed", "Rejected", "Failed"})
 KNOWN_STATUSES = frozenset({"Accepted"}) | TERMINAL_STATUSES
@@ -25,17 +26,6 @@ class InvalidEvent(ValueError):
 
 class FrameError(ValueError):
     """A client frame is not acceptable; ``str()`` is the message sent back in an error frame."""
-
-
-def is_correlation_id(value: object) -> bool:
-    """True for a UUID in its canonical 36-character text form (how the intake issues them)."""
-    if not isinstance(value, str) or len(value) != 36:
-        return False
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
@@ -55,15 +45,15 @@ class StatusEvent:
     total: str | None = None
     currency: str | None = None
     reason: str | None = None
-    at: str | None = None
+    updated_at: str | None = None
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
     @classmethod
-    def from_mapping(cls, data: object, at_key: str = "at") -> StatusEvent:
-        """Validate a decoded status event; ``at_key`` is ``updatedAt`` for the status API's answer."""
+    def from_mapping(cls, data: object) -> StatusEvent:
+        """Validate a decoded status: the status API's answer and the ``order-status`` event share one shape."""
         if not isinstance(data, Mapping):
             raise InvalidEvent("a status event must be a JSON object")
         correlation_id = data.get("correlationId")
@@ -82,7 +72,7 @@ class StatusEvent:
             total=_optional_str(data, "total"),
             currency=_optional_str(data, "currency"),
             reason=_optional_str(data, "reason"),
-            at=_optional_str(data, at_key),
+            updated_at=_optional_str(data, "updatedAt"),
         )
 
     @classmethod
@@ -94,15 +84,18 @@ class StatusEvent:
         return cls.from_mapping(data)
 
     def to_mapping(self) -> dict[str, Any]:
-        """The event as it travels between instances (the ``order-status`` body shape)."""
+        """The status shape (``order-status`` body, status answer, forwards between instances)."""
         return {
             "correlationId": self.correlation_id, "status": self.status, "orderId": self.order_id,
-            "total": self.total, "currency": self.currency, "reason": self.reason, "at": self.at,
+            "total": self.total, "currency": self.currency, "reason": self.reason, "updatedAt": self.updated_at,
         }
 
     def to_frame(self) -> str:
-        """The server frame for this event."""
-        return json.dumps({"type": "status", **self.to_mapping()}, separators=(",", ":"))
+        """The server frame for this event; the WebSocket contract names the time ``at``."""
+        return json.dumps({
+            "type": "status", "correlationId": self.correlation_id, "status": self.status, "orderId": self.order_id,
+            "total": self.total, "currency": self.currency, "reason": self.reason, "at": self.updated_at,
+        }, separators=(",", ":"))
 
 
 def error_frame(message: str) -> str:

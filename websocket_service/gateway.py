@@ -24,7 +24,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
-from orders.notify_tokens import InvalidNotifyToken, verify_notify_token
+from service_platform.notify_tokens import InvalidNotifyToken, verify_notify_token
 from websocket_service.core import (
     FrameError,
     Outbox,

@@ -20,7 +20,7 @@ from websocket_service.core import (
     forward_targets,
 )
 from websocket_service.ports import (
-    CorrelationRegistry,
+    SocketHolderRegistry,
     EventForwarder,
     RegistryUnavailable,
     StatusReader,
@@ -48,7 +48,7 @@ class StatusNotifier:
         self,
         *,
         instance_id: str,
-        registry: CorrelationRegistry,
+        registry: SocketHolderRegistry,
         status_reader: StatusReader,
         forwarder: EventForwarder,
         max_queue_attempts: int = 5,

@@ -16,7 +16,7 @@ class StatusUnavailable(Exception):
     """The status API cannot answer right now."""
 
 
-class CorrelationRegistry(Protocol):
+class SocketHolderRegistry(Protocol):
     """Which instances hold subscribers of an order (short-lived, refreshed while sockets live)."""
 
     async def register(self, correlation_ids: Sequence[str]) -> bool:

@@ -8,11 +8,12 @@ failure of the connection is retried with growing pauses.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from service_platform.backoff import Backoff
+from service_platform.servicebus_clients import ServiceBusClientFactory
 from websocket_service.core import Disposition, InvalidEvent, StatusEvent
 from websocket_service.ports import EventBatchHandler
 
@@ -27,43 +28,25 @@ class ServiceBusStatusConsumer:
         *,
         prefetch: int = 100,
         max_wait_seconds: float = 1.0,
-        backoff_initial: float = 0.5,
-        backoff_max: float = 30.0,
+        backoff: Backoff | None = None,
     ) -> None:
         self._client_factory = client_factory
         self._queue = queue_name
         self._prefetch = prefetch
         self._max_wait = max_wait_seconds
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
+        self._backoff = backoff or Backoff(initial=0.5, maximum=30.0)
         self._connected = False
 
     @classmethod
     def from_settings(cls, connection_string: str | None, namespace: str | None, queue_name: str) -> ServiceBusStatusConsumer:
-        """Connection string when given, else the namespace with ``DefaultAzureCredential`` (workload identity)."""
-        from azure.servicebus.aio import ServiceBusClient
-
-        if connection_string:
-            def factory() -> Any:
-                return ServiceBusClient.from_connection_string(connection_string)
-        elif namespace:
-            @contextlib.asynccontextmanager
-            async def factory() -> Any:
-                from azure.identity.aio import DefaultAzureCredential
-
-                # The credential holds its own HTTP session: close it with the client on every reconnect.
-                async with DefaultAzureCredential() as credential, ServiceBusClient(namespace, credential) as client:
-                    yield client
-        else:
-            raise ValueError("set ServiceBusConnection or ServiceBusConnection__fullyQualifiedNamespace")
-        return cls(factory, queue_name)
+        """Connection string when given, else the namespace with the process's workload identity."""
+        return cls(ServiceBusClientFactory(connection_string, namespace), queue_name)
 
     @property
     def connected(self) -> bool:
         return self._connected
 
     async def run(self, handle: EventBatchHandler) -> None:
-        delay = self._backoff_initial
         while True:
             try:
                 async with self._client_factory() as client:
@@ -72,19 +55,19 @@ class ServiceBusStatusConsumer:
                         if not self._connected:
                             log.info("receiving status events", extra={"queue": self._queue})
                         self._connected = True
-                        delay = self._backoff_initial
+                        self._backoff.reset()
                         await self._receive(receiver, handle)
             except asyncio.CancelledError:
                 self._connected = False
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure of the link means reconnect
+                delay = self._backoff.next_delay()
                 if self._connected:
                     log.error("status queue connection lost; reconnecting", extra={"error": repr(exc)})
                 else:
                     log.warning("status queue unreachable; retrying", extra={"error": repr(exc), "retryIn": delay})
                 self._connected = False
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff_max)
 
     async def _receive(self, receiver: Any, handle: EventBatchHandler) -> None:
         # One message per call: with a larger count the SDK keeps collecting for up to 0.2 s after the

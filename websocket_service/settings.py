@@ -8,7 +8,7 @@ import uuid
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orders.notify_tokens import DEV_NOTIFY_TOKEN_SECRET
+from service_platform.notify_tokens import DEV_NOTIFY_TOKEN_SECRET
 
 __all__ = ["DEV_INTERNAL_SECRET", "DEV_NOTIFY_TOKEN_SECRET", "WebSocketSettings"]
 

@@ -40,7 +40,7 @@ class StatusApiClient:
         if response.status_code != 200:
             raise StatusUnavailable(f"status API answered {response.status_code}")
         try:
-            return StatusEvent.from_mapping(response.json(), at_key="updatedAt")
+            return StatusEvent.from_mapping(response.json())
         except (ValueError, InvalidEvent) as exc:
             raise StatusUnavailable(f"status API answered an unexpected body: {exc}") from exc
 

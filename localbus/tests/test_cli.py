@@ -49,7 +49,7 @@ def _get(port: int, path: str) -> tuple[int, dict]:
 def test_run_stats_and_sigterm(tmp_path):
     proc, ready = _start("--port", "0", "--http-port", "0", "--data-dir", str(tmp_path))
     try:
-        assert ready["level"] == "info"
+        assert ready["level"] == "INFO" and ready["service"] == "broker"
         assert ready["connectionString"].startswith(f"Endpoint=sb://localhost:{ready['amqpPort']};")
         assert ready["connectionString"].endswith("UseDevelopmentEmulator=true;")
         assert ready["queues"] == ["orders", "order-status"]
@@ -135,4 +135,4 @@ def test_bad_config_is_refused_with_the_offending_key(tmp_path):
     assert result.returncode == 2
     record = json.loads(result.stderr.strip().splitlines()[-1])
     assert record["event"] == "config-error"
-    assert "queues[0].lockDuration" in record["msg"]
+    assert "queues[0].lockDuration" in record["message"]

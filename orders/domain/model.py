@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -131,7 +131,7 @@ def correlation_id_for(customer_id: str, idempotency_key: str | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class OrderOutcome:
-    """What a client may know about one order: the answer of ``GET /api/orders/{correlationId}``.
+    """What a client may know about one order: its status answer, its status event and WebSocket frame.
 
     ``order_id`` is the database's id and is set only for ``Completed`` orders; ``total`` only when the order
     was priced.
@@ -144,11 +144,6 @@ class OrderOutcome:
     currency: str | None
     reason: str | None
     updated_at: datetime
-
-    def to_json_dict(self) -> dict[str, object]:
-        return {**status_fields(self.correlation_id, self.status, self.order_id, self.total, self.currency,
-                                self.reason),
-                "updatedAt": iso_utc(self.updated_at)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,48 +204,11 @@ class OrderMessage:
     traceparent: str | None = field(default=None, compare=False)
 
     @property
-    def message_id(self) -> str:
-        """Service Bus ``message_id``: the correlationId, so the broker's duplicate detection drops resends."""
+    def deduplication_key(self) -> str:
+        """Sends of the same order share it, so the queue keeps one copy: the correlationId."""
         return self.correlation_id
 
     @property
-    def session_id(self) -> str:
-        """Service Bus ``session_id``: the customer, so one customer's orders are processed in order."""
+    def ordering_key(self) -> str:
+        """Orders with the same key are processed one at a time, in order: one customer's orders."""
         return self.customer_id
-
-    @property
-    def application_properties(self) -> dict[str, str | int]:
-        properties: dict[str, str | int] = {"schemaVersion": MESSAGE_SCHEMA_VERSION}
-        if self.traceparent:
-            properties["traceparent"] = self.traceparent
-        return properties
-
-    def to_json_dict(self) -> dict[str, object]:
-        return {
-            "schemaVersion": MESSAGE_SCHEMA_VERSION,
-            "correlationId": self.correlation_id,
-            "customerId": self.customer_id,
-            "currency": self.currency,
-            "items": [{"sku": line.sku, "quantity": line.quantity} for line in self.items],
-            "acceptedAt": iso_utc(self.accepted_at),
-        }
-
-
-def status_fields(correlation_id: str, status: OrderStatus, order_id: int | None, total: Decimal | None,
-                  currency: str | None, reason: str | None) -> dict[str, object]:
-    """The JSON fields an order's status answer and its status event share (``total`` as a decimal string)."""
-    return {
-        "correlationId": correlation_id,
-        "status": status.value,
-        "orderId": order_id,
-        "total": None if total is None else str(total),
-        "currency": currency,
-        "reason": reason,
-    }
-
-
-def iso_utc(moment: datetime) -> str:
-    """ISO 8601 in UTC with a ``Z``, millisecond precision."""
-    if moment.tzinfo is None:
-        raise ValueError("timestamps must be timezone-aware (UTC)")
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -84,7 +84,7 @@ class OrderMessagePublisher(Protocol):
         """Return only once the broker has acknowledged the message; raise ``TransientError`` if it cannot."""
 
 
-class CorrelationRegistry(Protocol):
+class AcceptedRecordStore(Protocol):
     """Short-lived ``Accepted`` records (Redis with a TTL), so a status read before processing finds the order."""
 
     async def record_accepted(self, record: AcceptedRecord, ttl_seconds: int) -> None: ...

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from urllib.parse import urlencode
 
 from orders.domain.commands import MarkOrderFailed, ProcessOrder, SubmitOrder
 from orders.domain.errors import DuplicateOrder, OrderNotFound, TransientError
@@ -31,12 +30,12 @@ from orders.domain.model import (
 )
 from orders.domain.ports import (
     Clock,
-    CorrelationRegistry,
+    AcceptedRecordStore,
     OrderMessagePublisher,
     StatusEventPublisher,
     UnitOfWorkFactory,
 )
-from orders.notify_tokens import issue_notify_token
+from service_platform.notify_tokens import issue_notify_token
 
 log = logging.getLogger("orders.service_layer")
 
@@ -47,41 +46,29 @@ class IntakeOptions:
 
     notify_token_secret: bytes
     notify_token_ttl_seconds: int
-    notify_public_url: str
     correlation_ttl_seconds: int
 
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """The ``202`` answer of ``POST /api/orders``."""
+    """An order the broker holds: its correlationId and the token that lets a client follow it."""
 
     correlation_id: str
-    status_url: str
-    notify_url: str
     notify_token: str
-
-    def to_json_dict(self) -> dict[str, str]:
-        return {
-            "correlationId": self.correlation_id,
-            "status": OrderStatus.ACCEPTED.value,
-            "statusUrl": self.status_url,
-            "notifyUrl": self.notify_url,
-            "notifyToken": self.notify_token,
-        }
 
 
 async def submit_order(
     command: SubmitOrder,
     *,
     publisher: OrderMessagePublisher,
-    registry: CorrelationRegistry,
+    accepted_records: AcceptedRecordStore,
     clock: Clock,
     options: IntakeOptions,
 ) -> Accepted:
     """Accept an order: send it to the ``orders`` queue and answer with its correlationId.
 
     The broker's acknowledgement is the commitment; ``TransientError`` from the publisher means nothing was
-    accepted (answer 503). The ``Accepted`` record in the registry is best effort: intake keeps accepting
+    accepted (answer 503). The ``Accepted`` record is best effort: intake keeps accepting
     orders while Redis is down, only status reads before processing lose their answer.
     """
     correlation_id = correlation_id_for(command.customer_id, command.idempotency_key)
@@ -98,19 +85,13 @@ async def submit_order(
     log.info("order accepted", extra={"correlationId": correlation_id, "customerId": command.customer_id})
     record = AcceptedRecord(correlation_id, command.customer_id, command.currency, accepted_at)
     try:
-        await registry.record_accepted(record, options.correlation_ttl_seconds)
-    except Exception as error:  # noqa: BLE001 - best effort by contract, whatever the registry raises
+        await accepted_records.record_accepted(record, options.correlation_ttl_seconds)
+    except Exception as error:  # noqa: BLE001 - best effort by contract, whatever the store raises
         log.warning("accepted record not stored: %s", error,
                     extra={"correlationId": correlation_id, "error": type(error).__name__})
     token = issue_notify_token(
         options.notify_token_secret, correlation_id, options.notify_token_ttl_seconds, now=accepted_at.timestamp())
-    query = urlencode({"correlationId": correlation_id, "token": token})
-    return Accepted(
-        correlation_id=correlation_id,
-        status_url=f"/api/orders/{correlation_id}",
-        notify_url=f"{options.notify_public_url}?{query}",
-        notify_token=token,
-    )
+    return Accepted(correlation_id=correlation_id, notify_token=token)
 
 
 def process_order(
@@ -124,7 +105,7 @@ def process_order(
     retry cheap and identical.
     """
     outcome = _decide_and_store(command, uow_factory, clock)
-    publisher.publish(OrderStatusChanged.from_outcome(outcome))
+    publisher.publish(OrderStatusChanged(outcome))
     log.info("order status published", extra={"correlationId": command.correlation_id,
                                                "status": outcome.status.value, "orderId": outcome.order_id})
     return outcome
@@ -197,23 +178,23 @@ def mark_order_failed(
                     raise TransientError(f"order {cid} was reported stored but cannot be read back") from None
     log.warning("dead-lettered order handled", extra={"correlationId": cid, "status": outcome.status.value,
                                                       "reason": outcome.reason})
-    publisher.publish(OrderStatusChanged.from_outcome(outcome))
+    publisher.publish(OrderStatusChanged(outcome))
     return outcome
 
 
 async def get_order_status(
-    correlation_id: str, *, uow_factory: UnitOfWorkFactory, registry: CorrelationRegistry
+    correlation_id: str, *, uow_factory: UnitOfWorkFactory, accepted_records: AcceptedRecordStore
 ) -> OrderOutcome:
-    """The order's status: SQL (the source of truth) first, then the registry's ``Accepted`` record.
+    """The order's status: SQL (the source of truth) first, then the short-lived ``Accepted`` record.
 
     Raises ``OrderNotFound`` when neither knows the id, and ``TransientError`` when SQL is down, or when SQL has
-    no answer yet and the registry cannot be asked (the order may well exist: 503 rather than a false 404).
+    no answer yet and the Accepted records cannot be asked (the order may well exist: 503 rather than a false 404).
     The SQL read runs in a worker thread: database drivers block.
     """
     stored = await asyncio.to_thread(_read_outcome, uow_factory, correlation_id)
     if stored is not None:
         return stored
-    accepted = await registry.get_accepted(correlation_id)
+    accepted = await accepted_records.get_accepted(correlation_id)
     if accepted is None:
         raise OrderNotFound(correlation_id)
     return accepted.outcome()

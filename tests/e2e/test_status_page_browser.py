@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orders.notify_tokens import issue_notify_token
+from service_platform.notify_tokens import issue_notify_token
 from local_stack.stack import StackPorts, running_stack
 from testing_support.ports import free_port, wait_for_port
 
@@ -156,7 +156,7 @@ def test_page_shows_status_pushed_over_the_websocket(browser_page, ws_with_fake_
     assert api.orders[cid]["idempotencyKey"]
     card = page.locator("#orders li").first
     card.locator(".channel[data-mode=live]").wait_for()
-    event = api.complete(cid, 17, "37.00") | {"at": "2026-01-01T00:00:02Z"}
+    event = api.complete(cid, 17, "37.00") | {"updatedAt": "2026-01-01T00:00:02Z"}
     event.pop("status")
     response = httpx.post(f"{base}/internal/events", headers={"Authorization": f"Bearer {INTERNAL_SECRET}"},
                           json={"events": [event | {"status": "Completed"}]})

@@ -14,13 +14,13 @@ from azure.servicebus import ServiceBusClient
 from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
 
 from localbus.testing import RunningBroker, running_broker
-from orders.adapters.azure_clients import redis_client
-from orders.adapters.redis_correlation_registry import RedisCorrelationRegistry
-from orders.adapters.servicebus_messaging import ServiceBusOrderPublisher, ServiceBusStatusEventPublisher
-from orders.adapters.servicebus_publisher import ServiceBusPublisher
+from service_platform.redis_clients import redis_client
+from orders.adapters.redis_accepted_records import RedisAcceptedRecordStore
+from orders.adapters.servicebus_publishers import ServiceBusOrderPublisher, ServiceBusStatusEventPublisher
+from orders.adapters.servicebus_batch_sender import ServiceBusBatchSender
 from orders.domain.errors import TransientError
 from orders.domain.events import OrderStatusChanged
-from orders.domain.model import AcceptedRecord, OrderLine, OrderMessage, OrderStatus
+from orders.domain.model import AcceptedRecord, OrderLine, OrderMessage, OrderOutcome, OrderStatus
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def _drain(connection_string: str, queue: str, expected: int, session: bool) -> 
 
 def test_concurrent_orders_go_out_in_few_batches_and_arrive_once_each(broker: RunningBroker) -> None:
     async def publish_all() -> tuple[list[OrderMessage], int]:
-        publisher = ServiceBusPublisher(lambda: AsyncServiceBusClient.from_connection_string(broker.connection_string),
+        publisher = ServiceBusBatchSender(lambda: AsyncServiceBusClient.from_connection_string(broker.connection_string),
                                         "orders")
         orders = ServiceBusOrderPublisher(publisher)
         messages = [_message(f"c-{n % 5}") for n in range(300)]
@@ -79,7 +79,8 @@ def test_concurrent_orders_go_out_in_few_batches_and_arrive_once_each(broker: Ru
 def test_status_events_from_many_threads_share_one_link(broker: RunningBroker) -> None:
     publisher = ServiceBusStatusEventPublisher(
         lambda: AsyncServiceBusClient.from_connection_string(broker.connection_string), "order-status")
-    events = [OrderStatusChanged(str(uuid.uuid4()), OrderStatus.COMPLETED, n, None, "EUR", None, datetime.now(UTC))
+    events = [OrderStatusChanged(OrderOutcome(str(uuid.uuid4()), OrderStatus.COMPLETED, n, None, "EUR", None,
+                                              datetime.now(UTC)))
               for n in range(40)]
     try:
         from concurrent.futures import ThreadPoolExecutor
@@ -95,7 +96,7 @@ def test_status_events_from_many_threads_share_one_link(broker: RunningBroker) -
 
 def test_a_publisher_for_an_unreachable_broker_raises_transient_error_quickly() -> None:
     async def attempt() -> None:
-        publisher = ServiceBusOrderPublisher(ServiceBusPublisher(
+        publisher = ServiceBusOrderPublisher(ServiceBusBatchSender(
             lambda: AsyncServiceBusClient.from_connection_string(
                 "Endpoint=sb://localhost:1;SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true;",
                 retry_total=0), "orders", timeout_seconds=5))
@@ -113,7 +114,7 @@ def test_accepted_records_round_trip_with_a_ttl(redis_server) -> None:
 
     async def scenario() -> tuple[AcceptedRecord | None, int]:
         client = redis_client(redis_server.url)
-        registry = RedisCorrelationRegistry(client)
+        registry = RedisAcceptedRecordStore(client)
         await registry.record_accepted(record, ttl_seconds=90_000)
         found = await registry.get_accepted(record.correlation_id)
         ttl = await client.ttl(f"orders:accepted:{record.correlation_id}")
@@ -130,7 +131,7 @@ def test_with_redis_down_recording_is_skipped_and_reads_are_transient_errors(red
 
     async def scenario() -> None:
         client = redis_client(redis_server.url)
-        registry = RedisCorrelationRegistry(client)
+        registry = RedisAcceptedRecordStore(client)
         redis_server.stop()
         try:
             await registry.record_accepted(record, ttl_seconds=90_000)  # must not raise

@@ -7,8 +7,8 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
-from orders.adapters.azure_clients import redis_client
-from orders.adapters.redis_correlation_registry import RedisCorrelationRegistry
+from service_platform.redis_clients import redis_client
+from orders.adapters.redis_accepted_records import RedisAcceptedRecordStore
 from orders.domain.model import AcceptedRecord
 
 CONCURRENT = 300
@@ -25,7 +25,7 @@ def test_concurrent_records_are_each_stored_with_their_ttl_in_few_round_trips(re
 
     async def scenario() -> tuple[list[AcceptedRecord | None], list[int], int, int]:
         client = redis_client(redis_server.url)
-        registry = RedisCorrelationRegistry(client)
+        registry = RedisAcceptedRecordStore(client)
         try:
             sets_before = _set_calls(await client.info("commandstats"))
             connections_before = int((await client.info("stats"))["total_connections_received"])

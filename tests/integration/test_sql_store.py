@@ -16,6 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select, text, update
 
+from orders.json_contracts import status_json
 from orders.adapters.sql import SqlUnitOfWork, create_engine_for, migrate, seed_catalog
 from orders.adapters.sql.schema import metadata, order_lines, orders, products
 from orders.adapters.sql.seed import load_catalog
@@ -30,7 +31,7 @@ from orders.domain import (
 )
 from orders.service_layer import get_order_status, list_products, mark_order_failed, process_order
 from testing_support.ports import free_port
-from tests.fakes import FakeClock, FakeCorrelationRegistry, FakeStatusPublisher, statuses
+from tests.fakes import FakeClock, FakeAcceptedRecordStore, FakeStatusPublisher, statuses
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -220,9 +221,9 @@ def test_dead_lettered_orders_are_failed_in_sql_but_completed_ones_stay_complete
 
 async def test_status_is_read_from_sql(uow_factory, events, clock):
     outcome = process_order(order(cid(1), ("SKU-1", 1)), uow_factory=uow_factory, publisher=events, clock=clock)
-    status = await get_order_status(cid(1), uow_factory=uow_factory, registry=FakeCorrelationRegistry())
+    status = await get_order_status(cid(1), uow_factory=uow_factory, accepted_records=FakeAcceptedRecordStore())
     assert status == outcome
-    assert status.to_json_dict()["total"] == "18.90"
+    assert status_json(status)["total"] == "18.90"
 
 
 def test_an_unreachable_database_is_a_transient_error(events, clock):

@@ -20,12 +20,12 @@ from testing_support.redis_server import RedisServer, running_redis
 from websocket_service.core import StatusEvent
 from websocket_service.forwarder import HttpEventForwarder
 from websocket_service.ports import RegistryUnavailable, StatusUnavailable
-from websocket_service.redis_registry import RedisCorrelationRegistry
+from websocket_service.redis_socket_holders import RedisSocketHolderRegistry
 from websocket_service.status_api import StatusApiClient
 
 
-def registry(url: str, instance_id: str, prefix: str, ttl: float = 30, clock=time.time) -> RedisCorrelationRegistry:
-    return RedisCorrelationRegistry.from_url(url, instance_id=instance_id, internal_url=f"http://{instance_id}:1",
+def registry(url: str, instance_id: str, prefix: str, ttl: float = 30, clock=time.time) -> RedisSocketHolderRegistry:
+    return RedisSocketHolderRegistry.from_url(url, instance_id=instance_id, internal_url=f"http://{instance_id}:1",
                                              ttl_seconds=ttl, prefix=prefix, clock=clock)
 
 
@@ -201,5 +201,5 @@ async def test_forward_posts_events_with_the_secret() -> None:
         server.close()
     assert seen == [("Bearer s3cret", {"events": [{"correlationId": KNOWN, "status": "Rejected", "orderId": None,
                                                    "total": None, "currency": None, "reason": "no stock",
-                                                   "at": None}]})]
+                                                   "updatedAt": None}]})]
     await asyncio.sleep(0)

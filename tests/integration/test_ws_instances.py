@@ -31,7 +31,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from localbus.testing import RunningBroker, running_broker
-from orders.notify_tokens import issue_notify_token
+from service_platform.notify_tokens import issue_notify_token
 from testing_support.ports import free_port, wait_for_port
 from testing_support.redis_server import RedisServer, running_redis
 
@@ -145,7 +145,7 @@ async def assert_silent(ws: ClientConnection, seconds: float = 0.4) -> None:
 def publish(queue: ServiceBusSender, cid: str, status: str, **fields: object) -> None:
     """Send a status event the way the order pipeline does."""
     body = {"correlationId": cid, "status": status, "orderId": None, "total": None, "currency": "EUR",
-            "reason": None, "at": "2026-01-01T00:00:01Z", **fields}
+            "reason": None, "updatedAt": "2026-01-01T00:00:01Z", **fields}
     queue.send_messages(ServiceBusMessage(json.dumps(body), message_id=f"{cid}:{status}", correlation_id=cid,
                                           content_type="application/json"))
 

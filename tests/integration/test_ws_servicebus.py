@@ -21,7 +21,9 @@ from azure.servicebus.aio import ServiceBusClient
 from websockets.asyncio.client import connect
 
 from localbus.testing import broker_process, running_broker
-from orders.notify_tokens import issue_notify_token
+from service_platform.backoff import Backoff
+from service_platform.notify_tokens import issue_notify_token
+from service_platform.servicebus_clients import ServiceBusClientFactory
 from testing_support.ports import free_port, wait_for_port
 from testing_support.redis_server import RedisServer
 from websocket_service.core import Disposition, StatusEvent
@@ -34,7 +36,7 @@ SECRET = "sb-test-notify-secret"
 
 def status_message(cid: str, status: str, **fields: object) -> ServiceBusMessage:
     body = {"correlationId": cid, "status": status, "orderId": None, "total": None, "currency": "EUR",
-            "reason": None, "at": "2026-01-01T00:00:00Z", **fields}
+            "reason": None, "updatedAt": "2026-01-01T00:00:00Z", **fields}
     return ServiceBusMessage(json.dumps(body), message_id=f"{cid}:{status}", correlation_id=cid,
                              content_type="application/json")
 
@@ -86,8 +88,9 @@ async def test_consumer_reconnects_when_the_broker_comes_back() -> None:
     """The SDK leaves the socket of a connection whose broker was killed for the garbage collector; the
     warning it raises then is collected here rather than in whichever test runs next."""
     with tempfile.TemporaryDirectory() as data_dir, broker_process(data_dir=data_dir) as broker:
-        consumer = ServiceBusStatusConsumer.from_settings(broker.connection_string, None, QUEUE)
-        consumer._backoff_max = 1.0  # noqa: SLF001 - keep the test short; the default is 30 s
+        # Pauses of at most 1 s keep the test short; the default grows to 30 s.
+        consumer = ServiceBusStatusConsumer(ServiceBusClientFactory(broker.connection_string), QUEUE,
+                                            backoff=Backoff(initial=0.5, maximum=1.0))
         seen: list[str] = []
 
         async def handle(received):

@@ -15,7 +15,7 @@ def app_imported():
     return functions_entry.app
 
 
-@pytest.mark.parametrize("name", ["orders.service_layer", "orders.adapters.redis_correlation_registry", "function_app"])
+@pytest.mark.parametrize("name", ["orders.service_layer", "orders.adapters.redis_accepted_records", "function_app"])
 def test_correlation_id_is_in_the_message_of_app_loggers(name, caplog):
     with caplog.at_level(logging.INFO, logger=name):
         logging.getLogger(name).info("order processed", extra={"correlationId": "0f0e-cid"})

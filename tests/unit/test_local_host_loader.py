@@ -194,10 +194,16 @@ async def test_identity_based_connection_builds_a_client_for_the_namespace_witho
         "SB", {"SB__fullyQualifiedNamespace": "ns.servicebus.windows.net"}, function_name="f"
     )
 
-    client, credential = connection.create_client(retry_total=1)
+    from service_platform import azure_identity
+
+    client = connection.create_client(retry_total=1)
+    other = connection.create_client(retry_total=1)
     try:
         assert client.fully_qualified_namespace == "ns.servicebus.windows.net"
-        assert type(credential).__name__ == "DefaultAzureCredential"
+        # One DefaultAzureCredential for the whole process, however many clients are made.
+        assert type(azure_identity.process_credential()).__name__ == "DefaultAzureCredential"
+        assert client._credential._credential is other._credential._credential is azure_identity.process_credential()
     finally:
         await client.close()
-        await credential.close()
+        await other.close()
+        azure_identity.close_process_credential()

@@ -16,7 +16,7 @@ from local_functions_host.json_logging import InvocationLevelFilter, JsonFormatt
 def captured() -> Iterator[tuple[logging.Logger, io.StringIO]]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter("functions", context=invocation_fields.get))
     handler.addFilter(InvocationLevelFilter(logging.WARNING, lambda name: logging.ERROR if name == "quiet" else logging.INFO))
     logger = logging.getLogger("test_local_host_logging")
     logger.addHandler(handler)
@@ -41,7 +41,7 @@ def test_records_carry_the_invocation_and_extra_fields(captured: tuple[logging.L
     [line] = lines(stream)
     assert line["message"] == "hello world"
     assert line["level"] == "INFO"
-    assert line["timestamp"].endswith("Z")
+    assert line["time"].endswith("Z") and line["service"] == "functions"
     assert (line["functionName"], line["invocationId"], line["messageId"], line["correlationId"]) == (
         "f", "i-1", "m-1", "c-1"
     )

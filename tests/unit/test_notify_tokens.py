@@ -1,6 +1,6 @@
 import pytest
 
-from orders.notify_tokens import InvalidNotifyToken, issue_notify_token, verify_notify_token
+from service_platform.notify_tokens import InvalidNotifyToken, issue_notify_token, verify_notify_token
 
 SECRET = b"s3cret"
 

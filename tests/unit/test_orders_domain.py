@@ -8,6 +8,7 @@ from pathlib import Path
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from orders.json_contracts import order_message_json, status_json
 from orders.domain import (
     OrderLine,
     OrderMessage,
@@ -73,7 +74,7 @@ def test_correlation_id_is_stable_per_customer_and_idempotency_key():
 def test_queue_message_follows_the_v1_contract():
     message = OrderMessage("0d3c1d4e-6f10-4c1c-9a3b-5f2f7f0f9c11", "c-1", "EUR", (OrderLine("SKU-1", 2),),
                            datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC), traceparent="00-abc-def-01")
-    assert message.to_json_dict() == {
+    assert order_message_json(message) == {
         "schemaVersion": 1,
         "correlationId": "0d3c1d4e-6f10-4c1c-9a3b-5f2f7f0f9c11",
         "customerId": "c-1",
@@ -81,20 +82,27 @@ def test_queue_message_follows_the_v1_contract():
         "items": [{"sku": "SKU-1", "quantity": 2}],
         "acceptedAt": "2026-01-02T03:04:05.678Z",
     }
-    assert message.message_id == "0d3c1d4e-6f10-4c1c-9a3b-5f2f7f0f9c11"
-    assert message.session_id == "c-1"
-    assert message.application_properties == {"schemaVersion": 1, "traceparent": "00-abc-def-01"}
+    assert message.deduplication_key == "0d3c1d4e-6f10-4c1c-9a3b-5f2f7f0f9c11"
+    assert message.ordering_key == "c-1"
 
 
 def test_status_event_follows_the_contract():
     outcome = OrderOutcome("cid", OrderStatus.COMPLETED, 42, Decimal("91.63"), "EUR", None,
                            datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
-    event = OrderStatusChanged.from_outcome(outcome)
-    assert json.loads(json.dumps(event.to_json_dict())) == {
+    event = OrderStatusChanged(outcome)
+    assert json.loads(json.dumps(status_json(event.outcome))) == {
         "correlationId": "cid", "status": "Completed", "orderId": 42, "total": "91.63", "currency": "EUR",
-        "reason": None, "at": "2026-01-02T03:04:05.000Z",
+        "reason": None, "updatedAt": "2026-01-02T03:04:05.000Z",
     }
-    assert event.message_id == "cid:Completed"
+    assert event.deduplication_key == "cid:Completed"
+
+
+def test_order_id_only_when_completed():
+    from orders.domain.model import OrderRecord
+
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    assert OrderRecord("c", "k", OrderStatus.REJECTED, "EUR", None, "no stock", at).outcome(7).order_id is None
+    assert OrderRecord("c", "k", OrderStatus.COMPLETED, "EUR", Decimal("1.00"), None, at).outcome(7).order_id == 7
 
 
 def test_the_core_imports_no_framework():

@@ -5,10 +5,9 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 from decimal import Decimal
-from urllib.parse import parse_qs, urlsplit
-
 import pytest
 
+from orders.json_contracts import status_json
 from orders.domain import (
     MarkOrderFailed,
     OrderLine,
@@ -19,7 +18,7 @@ from orders.domain import (
     SubmitOrder,
     TransientError,
 )
-from orders.notify_tokens import verify_notify_token
+from service_platform.notify_tokens import verify_notify_token
 from orders.service_layer import (
     IntakeOptions,
     get_order_status,
@@ -30,7 +29,7 @@ from orders.service_layer import (
 )
 from tests.fakes import (
     FakeClock,
-    FakeCorrelationRegistry,
+    FakeAcceptedRecordStore,
     FakeDatabase,
     FakeMessagePublisher,
     FakeStatusPublisher,
@@ -39,8 +38,7 @@ from tests.fakes import (
 )
 
 SECRET = b"test-secret"
-OPTIONS = IntakeOptions(notify_token_secret=SECRET, notify_token_ttl_seconds=600,
-                        notify_public_url="ws://127.0.0.1:9999/ws", correlation_ttl_seconds=90_000)
+OPTIONS = IntakeOptions(notify_token_secret=SECRET, notify_token_ttl_seconds=600, correlation_ttl_seconds=90_000)
 CID = "0d3c1d4e-6f10-4c1c-9a3b-5f2f7f0f9c11"
 
 
@@ -80,51 +78,45 @@ def process(command, uow_factory, events, clock):
 # -- intake ------------------------------------------------------------------------------------------------
 
 async def test_submit_publishes_the_message_and_answers_with_everything_the_client_needs(clock):
-    publisher, registry = FakeMessagePublisher(), FakeCorrelationRegistry()
+    publisher, registry = FakeMessagePublisher(), FakeAcceptedRecordStore()
     command = SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 2),), traceparent="00-t-01")
-    accepted = await submit_order(command, publisher=publisher, registry=registry, clock=clock, options=OPTIONS)
+    accepted = await submit_order(command, publisher=publisher, accepted_records=registry, clock=clock, options=OPTIONS)
 
     [message] = publisher.messages
     assert message.correlation_id == accepted.correlation_id
     assert message.items == (OrderLine("SKU-1", 2),) and message.accepted_at == clock.now()
-    assert message.application_properties["traceparent"] == "00-t-01"
+    assert message.traceparent == "00-t-01"
     record, ttl = registry.records[accepted.correlation_id]
     assert ttl == 90_000 and record.customer_id == "c-1"
-    body = accepted.to_json_dict()
-    assert body["status"] == "Accepted"
-    assert body["statusUrl"] == f"/api/orders/{accepted.correlation_id}"
-    notify = urlsplit(body["notifyUrl"])
-    assert f"{notify.scheme}://{notify.netloc}{notify.path}" == "ws://127.0.0.1:9999/ws"
-    assert parse_qs(notify.query) == {"correlationId": [accepted.correlation_id], "token": [body["notifyToken"]]}
-    verify_notify_token(SECRET, body["notifyToken"], accepted.correlation_id, now=clock.now().timestamp() + 599)
+    verify_notify_token(SECRET, accepted.notify_token, accepted.correlation_id, now=clock.now().timestamp() + 599)
 
 
 async def test_the_same_idempotency_key_gives_the_same_correlation_id(clock):
-    publisher, registry = FakeMessagePublisher(), FakeCorrelationRegistry()
+    publisher, registry = FakeMessagePublisher(), FakeAcceptedRecordStore()
     command = SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 2),), idempotency_key="retry-me")
-    first = await submit_order(command, publisher=publisher, registry=registry, clock=clock, options=OPTIONS)
-    second = await submit_order(command, publisher=publisher, registry=registry, clock=clock, options=OPTIONS)
+    first = await submit_order(command, publisher=publisher, accepted_records=registry, clock=clock, options=OPTIONS)
+    second = await submit_order(command, publisher=publisher, accepted_records=registry, clock=clock, options=OPTIONS)
     other = await submit_order(SubmitOrder("c-2", "EUR", command.items, idempotency_key="retry-me"),
-                               publisher=publisher, registry=registry, clock=clock, options=OPTIONS)
+                               publisher=publisher, accepted_records=registry, clock=clock, options=OPTIONS)
     assert first.correlation_id == second.correlation_id != other.correlation_id
-    assert [m.message_id for m in publisher.messages] == [first.correlation_id] * 2 + [other.correlation_id]
+    assert [m.deduplication_key for m in publisher.messages] == [first.correlation_id] * 2 + [other.correlation_id]
 
 
 async def test_nothing_is_accepted_when_the_broker_cannot_take_the_order(clock):
-    publisher, registry = FakeMessagePublisher(), FakeCorrelationRegistry()
+    publisher, registry = FakeMessagePublisher(), FakeAcceptedRecordStore()
     publisher.down = True
     with pytest.raises(TransientError):
         await submit_order(SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 1),)), publisher=publisher,
-                           registry=registry, clock=clock, options=OPTIONS)
+                           accepted_records=registry, clock=clock, options=OPTIONS)
     assert registry.records == {}
 
 
 async def test_intake_keeps_accepting_orders_while_the_registry_is_down(clock, caplog):
-    publisher, registry = FakeMessagePublisher(), FakeCorrelationRegistry()
+    publisher, registry = FakeMessagePublisher(), FakeAcceptedRecordStore()
     registry.down = True
     with caplog.at_level(logging.WARNING, logger="orders.service_layer"):
         accepted = await submit_order(SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 1),)), publisher=publisher,
-                                      registry=registry, clock=clock, options=OPTIONS)
+                                      accepted_records=registry, clock=clock, options=OPTIONS)
     assert [m.correlation_id for m in publisher.messages] == [accepted.correlation_id]
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert warning.correlationId == accepted.correlation_id
@@ -139,7 +131,7 @@ def test_a_fulfillable_order_completes_reserving_stock_and_announcing_it(databas
     assert outcome.total == Decimal("52.77")
     assert (database.stock("SKU-1"), database.stock("SKU-2")) == (8, 0)
     [event] = events.events
-    assert event.to_json_dict()["total"] == "52.77" and event.order_id == 1
+    assert event.outcome.total == Decimal("52.77") and event.outcome.order_id == 1
 
 
 def test_a_redelivered_order_gets_the_same_answer_without_touching_stock(database, uow_factory, events, clock):
@@ -149,7 +141,7 @@ def test_a_redelivered_order_gets_the_same_answer_without_touching_stock(databas
     assert again == first
     assert database.stock("SKU-1") == 8
     assert len(database.orders) == 1
-    assert [e.message_id for e in events.events] == [f"{CID}:Completed"] * 2
+    assert [e.deduplication_key for e in events.events] == [f"{CID}:Completed"] * 2
     assert events.events[0] == events.events[1]
 
 
@@ -161,7 +153,7 @@ def test_a_concurrent_delivery_that_commits_first_wins_and_its_answer_is_returne
     assert outcome == winner[0]
     assert database.stock("SKU-1") == 8  # the loser's reservation was rolled back
     assert len(database.orders) == 1
-    assert [e.order_id for e in events.events] == [outcome.order_id] * 2
+    assert [e.outcome.order_id for e in events.events] == [outcome.order_id] * 2
 
 
 def test_unknown_sku_rejects_and_the_rejection_is_remembered(database, uow_factory, events, clock):
@@ -243,33 +235,33 @@ def test_a_runaway_reason_is_clipped(uow_factory, events, clock):
 # -- read side ---------------------------------------------------------------------------------------------
 
 async def test_status_comes_from_sql_first_then_from_the_accepted_record(uow_factory, events, clock):
-    registry = FakeCorrelationRegistry()
+    registry = FakeAcceptedRecordStore()
     with pytest.raises(OrderNotFound):
-        await get_order_status(CID, uow_factory=uow_factory, registry=registry)
+        await get_order_status(CID, uow_factory=uow_factory, accepted_records=registry)
 
     publisher = FakeMessagePublisher()
     accepted = await submit_order(SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 1),), idempotency_key="k"),
-                                  publisher=publisher, registry=registry, clock=clock, options=OPTIONS)
+                                  publisher=publisher, accepted_records=registry, clock=clock, options=OPTIONS)
     cid = accepted.correlation_id
-    status = await get_order_status(cid, uow_factory=uow_factory, registry=registry)
-    assert status.to_json_dict() == {"correlationId": cid, "status": "Accepted", "orderId": None, "total": None,
+    status = await get_order_status(cid, uow_factory=uow_factory, accepted_records=registry)
+    assert status_json(status) == {"correlationId": cid, "status": "Accepted", "orderId": None, "total": None,
                                      "currency": "EUR", "reason": None, "updatedAt": "2026-01-02T03:04:05.000Z"}
 
     process(order(("SKU-1", 1), cid=cid), uow_factory, events, clock)
-    status = await get_order_status(cid, uow_factory=uow_factory, registry=registry)
+    status = await get_order_status(cid, uow_factory=uow_factory, accepted_records=registry)
     assert (status.status, status.order_id, status.total) == (OrderStatus.COMPLETED, 1, Decimal("18.90"))
 
 
 async def test_status_is_unavailable_rather_than_missing_when_the_registry_is_down(uow_factory):
-    registry = FakeCorrelationRegistry()
+    registry = FakeAcceptedRecordStore()
     registry.down = True
     with pytest.raises(TransientError):
-        await get_order_status(CID, uow_factory=uow_factory, registry=registry)
+        await get_order_status(CID, uow_factory=uow_factory, accepted_records=registry)
 
 
 async def test_status_reads_do_not_block_the_event_loop(uow_factory):
     """The SQL read runs in a worker thread: a ticker on the loop keeps running while it happens."""
-    registry = FakeCorrelationRegistry()
+    registry = FakeAcceptedRecordStore()
     ticks = 0
 
     async def ticker():
@@ -280,7 +272,7 @@ async def test_status_reads_do_not_block_the_event_loop(uow_factory):
 
     task = asyncio.create_task(ticker())
     with pytest.raises(OrderNotFound):
-        await get_order_status(CID, uow_factory=uow_factory, registry=registry)
+        await get_order_status(CID, uow_factory=uow_factory, accepted_records=registry)
     task.cancel()
     assert ticks > 0
 

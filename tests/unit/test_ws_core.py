@@ -61,18 +61,19 @@ def test_good_frames_become_commands() -> None:
     assert parse_client_frame(json.dumps({"action": "unsubscribe", "correlationId": CID})) == Unsubscribe(CID)
 
 
-def test_status_event_round_trips_to_a_frame() -> None:
+def test_status_event_round_trips_to_a_frame_that_names_the_time_at() -> None:
     body = {"correlationId": CID, "status": "Completed", "orderId": 7, "total": "12.50", "currency": "EUR",
-            "reason": None, "at": "2026-01-01T00:00:00Z"}
+            "reason": None, "updatedAt": "2026-01-01T00:00:00Z"}
     parsed = StatusEvent.from_json(json.dumps(body))
-    assert json.loads(parsed.to_frame()) == {"type": "status", **body}
+    assert parsed.to_mapping() == body
+    frame = {k: v for k, v in body.items() if k != "updatedAt"} | {"at": "2026-01-01T00:00:00Z"}
+    assert json.loads(parsed.to_frame()) == {"type": "status", **frame}
 
 
-def test_status_api_answer_maps_updated_at() -> None:
+def test_status_api_answer_and_event_share_one_shape() -> None:
     parsed = StatusEvent.from_mapping({"correlationId": CID, "status": "Accepted", "orderId": None, "total": None,
-                                       "currency": "EUR", "reason": None, "updatedAt": "2026-01-01T00:00:00Z"},
-                                      at_key="updatedAt")
-    assert parsed.at == "2026-01-01T00:00:00Z" and not parsed.terminal
+                                       "currency": "EUR", "reason": None, "updatedAt": "2026-01-01T00:00:00Z"})
+    assert parsed.updated_at == "2026-01-01T00:00:00Z" and not parsed.terminal
 
 
 @pytest.mark.parametrize("body", [

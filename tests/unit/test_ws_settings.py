@@ -36,7 +36,7 @@ def test_empty_secrets_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_with_no_secret_set_a_token_from_the_intake_verifies_at_the_websocket_service(monkeypatch) -> None:
-    from orders.notify_tokens import issue_notify_token, verify_notify_token
+    from service_platform.notify_tokens import issue_notify_token, verify_notify_token
     from orders.settings import OrderSettings
 
     monkeypatch.delenv("NOTIFY_TOKEN_SECRET", raising=False)

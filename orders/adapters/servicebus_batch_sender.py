@@ -43,11 +43,11 @@ class Envelope:
         )
 
 
-class PublishFailed(Exception):
+class SendFailed(Exception):
     """The broker did not acknowledge the message; nothing was accepted and the caller may retry."""
 
 
-class ServiceBusPublisher:
+class ServiceBusBatchSender:
     """Publishes ``Envelope``s to ``queue``; ``publish`` returns once the broker has acknowledged."""
 
     def __init__(
@@ -80,16 +80,16 @@ class ServiceBusPublisher:
             # after the caller was told it was not accepted.
             await asyncio.wait_for(future, self._timeout)
         except TimeoutError:
-            raise PublishFailed(f"queue '{self._queue}' did not acknowledge within {self._timeout:.0f}s") from None
+            raise SendFailed(f"queue '{self._queue}' did not acknowledge within {self._timeout:.0f}s") from None
 
     async def check(self, stuck_after_seconds: float = 3.0) -> None:
-        """Raise ``PublishFailed`` unless the broker is taking messages (for health checks).
+        """Raise ``SendFailed`` unless the broker is taking messages (for health checks).
 
         A send that has waited for the broker longer than ``stuck_after_seconds`` means it is not; after a
         failed send the link is opened afresh, which fails while the broker is down.
         """
         if self._sending_since is not None and time.monotonic() - self._sending_since > stuck_after_seconds:
-            raise PublishFailed(f"queue '{self._queue}': a send has waited "
+            raise SendFailed(f"queue '{self._queue}': a send has waited "
                                 f"{time.monotonic() - self._sending_since:.0f}s for the broker")
         if self._last_error is not None and self._sending_since is None:
             await self._reset()
@@ -97,7 +97,7 @@ class ServiceBusPublisher:
             await self._open_sender()
         except Exception as error:
             await self._reset()
-            raise PublishFailed(f"queue '{self._queue}' is unreachable: {error}") from error
+            raise SendFailed(f"queue '{self._queue}' is unreachable: {error}") from error
         self._last_error = None
 
     async def close(self) -> None:
@@ -143,7 +143,7 @@ class ServiceBusPublisher:
                         self._pending.extendleft(reversed(items[position:]))
                         break
                     future.set_exception(
-                        PublishFailed(f"message {envelope.message_id} is larger than the broker accepts"))
+                        SendFailed(f"message {envelope.message_id} is larger than the broker accepts"))
                     continue
                 included.append((envelope, future))
             items = included
@@ -157,7 +157,7 @@ class ServiceBusPublisher:
             await self._reset()
             for _, future in items:
                 if not future.done():
-                    future.set_exception(PublishFailed(f"queue '{self._queue}' did not accept the message: {error}"))
+                    future.set_exception(SendFailed(f"queue '{self._queue}' did not accept the message: {error}"))
             return
         finally:
             self._sending_since = None

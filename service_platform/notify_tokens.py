@@ -1,7 +1,7 @@
 """Expiring tokens that let a client follow one order's status over the WebSocket service.
 
 A token is ``<expires-unix-seconds>.<base64url HMAC-SHA256 of "<correlationId>.<expires>">`` keyed with a
-secret shared by the intake and the WebSocket service. Standard library only: both services import it.
+secret shared by the intake and the WebSocket service. Standard library only.
 """
 
 from __future__ import annotations

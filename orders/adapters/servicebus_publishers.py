@@ -1,4 +1,5 @@
-"""The core's publisher ports on top of ``ServiceBusPublisher``."""
+"""The core's publisher ports on top of ``ServiceBusBatchSender``: each maps the core's rules to Service Bus
+properties (deduplication key → ``message_id``, ordering key → ``session_id``) and its JSON contract."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from typing import Any
 
 from azure.servicebus.aio import ServiceBusClient
 
-from orders.adapters.servicebus_publisher import Envelope, PublishFailed, ServiceBusPublisher
+from orders.adapters.servicebus_batch_sender import Envelope, SendFailed, ServiceBusBatchSender
 from orders.domain.errors import TransientError
 from orders.domain.events import OrderStatusChanged
-from orders.domain.model import OrderMessage
+from orders.domain.model import MESSAGE_SCHEMA_VERSION, OrderMessage
+from orders.json_contracts import order_message_json, status_json
 
 
 def _json(payload: dict[str, object]) -> bytes:
@@ -23,24 +25,27 @@ def _json(payload: dict[str, object]) -> bytes:
 class ServiceBusOrderPublisher:
     """Implements ``OrderMessagePublisher``: accepted orders to the ``orders`` queue, batched under load."""
 
-    def __init__(self, publisher: ServiceBusPublisher) -> None:
+    def __init__(self, publisher: ServiceBusBatchSender) -> None:
         self._publisher = publisher
 
     async def publish(self, message: OrderMessage) -> None:
+        properties: dict[str, str | int] = {"schemaVersion": MESSAGE_SCHEMA_VERSION}
+        if message.traceparent:
+            properties["traceparent"] = message.traceparent
         envelope = Envelope(
-            body=_json(message.to_json_dict()), message_id=message.message_id,
-            correlation_id=message.correlation_id, session_id=message.session_id,
-            application_properties=message.application_properties,
+            body=_json(order_message_json(message)), message_id=message.deduplication_key,
+            correlation_id=message.correlation_id, session_id=message.ordering_key,
+            application_properties=properties,
         )
         try:
             await self._publisher.publish(envelope)
-        except PublishFailed as error:
+        except SendFailed as error:
             raise TransientError(str(error)) from error
 
     async def check(self) -> None:
         try:
             await self._publisher.check()
-        except PublishFailed as error:
+        except SendFailed as error:
             raise TransientError(str(error)) from error
 
     async def close(self) -> None:
@@ -67,16 +72,16 @@ class ServiceBusStatusEventPublisher:
         self._queue = queue
         self._timeout = timeout_seconds
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._publisher: ServiceBusPublisher | None = None
+        self._publisher: ServiceBusBatchSender | None = None
         self._lock = threading.Lock()
 
     def publish(self, event: OrderStatusChanged) -> None:
-        envelope = Envelope(body=_json(event.to_json_dict()), message_id=event.message_id,
+        envelope = Envelope(body=_json(status_json(event.outcome)), message_id=event.deduplication_key,
                             correlation_id=event.correlation_id)
         publisher = self._started()
         try:
             self._run(publisher.publish(envelope))
-        except (PublishFailed, TimeoutError) as error:
+        except (SendFailed, TimeoutError) as error:
             raise TransientError(f"status event for {event.correlation_id} not sent: {error}") from error
 
     def close(self) -> None:
@@ -87,14 +92,14 @@ class ServiceBusStatusEventPublisher:
             asyncio.run_coroutine_threadsafe(publisher.close(), loop).result(self._timeout)
             loop.call_soon_threadsafe(loop.stop)
 
-    def _started(self) -> ServiceBusPublisher:
+    def _started(self) -> ServiceBusBatchSender:
         with self._lock:
             if self._publisher is None:
                 loop = asyncio.new_event_loop()
                 threading.Thread(target=_run_until_stopped, args=(loop,), daemon=True,
                                  name=f"publisher-{self._queue}").start()
                 self._loop = loop
-                self._publisher = ServiceBusPublisher(self._client_factory, self._queue, timeout_seconds=self._timeout)
+                self._publisher = ServiceBusBatchSender(self._client_factory, self._queue, timeout_seconds=self._timeout)
             return self._publisher
 
     def _run(self, coroutine: Coroutine[Any, Any, None]) -> None:

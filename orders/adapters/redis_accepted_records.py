@@ -16,15 +16,16 @@ from datetime import datetime
 from redis.asyncio import Redis
 
 from orders.domain.errors import TransientError
-from orders.domain.model import AcceptedRecord, iso_utc
+from orders.domain.model import AcceptedRecord
+from orders.json_contracts import iso_utc
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "orders:accepted:"
 
 
-class RedisCorrelationRegistry:
-    """Implements ``CorrelationRegistry``: a CorrelationId's ``Accepted`` record, kept for a TTL."""
+class RedisAcceptedRecordStore:
+    """Implements ``AcceptedRecordStore``: a CorrelationId's ``Accepted`` record, kept for a TTL."""
 
     def __init__(self, redis: Redis, *, retry_after_failure_seconds: float = 5.0) -> None:
         self._redis = redis

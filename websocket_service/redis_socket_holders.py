@@ -1,4 +1,4 @@
-"""``RedisCorrelationRegistry``: the correlation registry in Redis (redis-py asyncio).
+"""``RedisSocketHolderRegistry``: the correlation registry in Redis (redis-py asyncio).
 
 One hash per correlationId, ``<prefix><correlationId>``: field = instance id, value = where that instance
 is reached internally and until when the entry counts. The key's TTL is refreshed while a socket follows
@@ -20,13 +20,14 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from service_platform.redis_clients import redis_client
 from websocket_service.core import RegistryEntry
 from websocket_service.ports import RegistryUnavailable
 
 log = logging.getLogger("websocket_service.registry")
 
 
-class RedisCorrelationRegistry:
+class RedisSocketHolderRegistry:
     def __init__(
         self,
         client: redis.Redis,
@@ -44,18 +45,13 @@ class RedisCorrelationRegistry:
         self._prefix = prefix
         self._clock = clock
         self._available = True
-        self._credentials: object | None = None
 
     @classmethod
-    def from_url(cls, url: str, *, credential_provider: object | None = None, **kwargs: object) -> RedisCorrelationRegistry:
+    def from_url(cls, url: str, *, entra_auth: bool = False, **kwargs: object) -> RedisSocketHolderRegistry:
         """A registry on ``url`` that fails fast (short timeouts, no retries) so Redis outages never stall sockets."""
-        client = redis.Redis.from_url(
-            url, socket_connect_timeout=0.5, socket_timeout=1.0, retry=Retry(NoBackoff(), 0),
-            health_check_interval=15, decode_responses=True, credential_provider=credential_provider,
-        )
-        registry = cls(client, **kwargs)  # type: ignore[arg-type]
-        registry._credentials = credential_provider
-        return registry
+        client = redis_client(url, entra_auth=entra_auth, timeout_seconds=1.0, connect_timeout_seconds=0.5,
+                              retry=Retry(NoBackoff(), 0), health_check_interval=15, decode_responses=True)
+        return cls(client, **kwargs)  # type: ignore[arg-type]
 
     @property
     def available(self) -> bool:
@@ -131,5 +127,3 @@ class RedisCorrelationRegistry:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-        if self._credentials is not None and hasattr(self._credentials, "aclose"):
-            await self._credentials.aclose()

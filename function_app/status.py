@@ -1,0 +1,24 @@
+"""HTTP trigger: an order's status (``GET /api/orders/{correlationId}``)."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from function_app.http_errors import problem_for
+from function_app.problems import json_response
+from orders.bootstrap import order_service
+from orders.json_contracts import status_json
+from orders.validation import parse_correlation_id
+
+blueprint = func.Blueprint()
+
+
+@blueprint.function_name("get_order_status")
+@blueprint.route(route="orders/{correlationId}", methods=["GET"])
+async def get_order_status(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        correlation_id = parse_correlation_id(req.route_params.get("correlationId"))
+        outcome = await order_service().get_order_status(correlation_id)
+    except Exception as error:
+        return problem_for(error)
+    return json_response(status_json(outcome))
