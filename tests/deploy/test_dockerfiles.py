@@ -118,7 +118,7 @@ def test_functions_image_is_laid_out_for_the_host(dockerfile) -> None:
     workdirs = [a for k, a in instructions if k == "WORKDIR"]
     assert workdirs[-1] == env["AzureWebJobsScriptRoot"], "the app is copied into the script root"
     assert set(copy_sources(instructions)) == {"requirements.txt", "host.json", "functions_entry.py",
-                                               "function_app/", "orders/"}
+                                               "service_platform/", "function_app/", "orders/"}
     port = int(env["ASPNETCORE_URLS"].rsplit(":", 1)[1])
     assert port >= 1024, "a non-root process cannot bind a privileged port once capabilities are dropped"
     assert ("EXPOSE", str(port)) in instructions
@@ -132,7 +132,31 @@ def test_websocket_image_runs_the_service(dockerfile) -> None:
     env = env_values(final)
     assert env["WS_HOST"] == "0.0.0.0" and ("EXPOSE", env["WS_PORT"]) in final
     assert any(k == "HEALTHCHECK" and "/healthz" in a for k, a in final)
-    assert "websocket_service/" in copy_sources(instructions) and "orders/" in copy_sources(instructions)
+    assert set(copy_sources(instructions)) == {"requirements.txt", "service_platform/", "websocket_service/"}
+
+
+PROJECT_PACKAGES = {"function_app", "orders", "websocket_service", "service_platform", "localbus",
+                    "local_functions_host", "local_stack", "local_servers", "testing_support"}
+
+
+def _project_closure(entry: str) -> set[str]:
+    """The project's packages ``entry`` needs, following imports from package to package."""
+    needed, todo = set(), [entry]
+    while todo:
+        package = todo.pop()
+        if package in needed:
+            continue
+        needed.add(package)
+        todo.extend((_imported_modules(ROOT / package) & PROJECT_PACKAGES) - needed)
+    return needed
+
+
+@pytest.mark.parametrize("name, entries", [("Dockerfile.functions", ("function_app", "orders")),
+                                           ("Dockerfile.websocket", ("websocket_service",))])
+def test_each_image_ships_exactly_the_project_packages_its_code_imports(dockerfile, name, entries) -> None:
+    needed = set().union(*(_project_closure(entry) for entry in entries))
+    copied = {source.rstrip("/") for source in copy_sources(dockerfile(name)) if source.endswith("/")}
+    assert copied == needed, f"{name} copies {sorted(copied)}, its code imports {sorted(needed)}"
 
 
 def _imported_modules(package: Path) -> set[str]:
@@ -150,7 +174,8 @@ def test_images_leave_out_only_packages_the_shipped_code_never_imports(dockerfil
     """The images skip the local-only packages (the local broker's AMQP engine, the embedded Redis)."""
     pinned = {line.split("==")[0].strip().lower() for line in (ROOT / "requirements.txt").read_text().splitlines()
               if "==" in line and not line.lstrip().startswith("#")}
-    shipped = set().union(*(_imported_modules(ROOT / p) for p in ("function_app", "orders", "websocket_service")))
+    shipped = set().union(*(_imported_modules(ROOT / p)
+                            for p in ("function_app", "orders", "websocket_service", "service_platform")))
     for name in DOCKERFILES:
         runs = " ".join(a for k, a in dockerfile(name) if k == "RUN" and "requirements" in a)
         excluded = set(re.findall(r"\^\(([^)]*)\)==", runs)[0].split("|"))

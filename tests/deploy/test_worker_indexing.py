@@ -119,7 +119,8 @@ def docker_layout(dockerfile, image_root: Path) -> Path:
 
 def test_worker_indexes_the_image_layout(protocol_dir: Path, dockerfile, tmp_path: Path) -> None:
     script_root = docker_layout(dockerfile, tmp_path)
-    assert sorted(p.name for p in script_root.iterdir()) == ["function_app", "functions_entry.py", "host.json", "orders"]
+    assert sorted(p.name for p in script_root.iterdir()) == ["function_app", "functions_entry.py", "host.json", "orders",
+                                                          "service_platform"]
     assert_indexes_the_app(index(protocol_dir, script_root, PYTHON_SCRIPT_FILE_NAME="functions_entry.py"), script_root)
 
 
