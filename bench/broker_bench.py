@@ -5,7 +5,7 @@ batched send, single send, and receive+complete with prefetch. Prints msgs/s and
 broker and the clients used during each run. Targets on a 2-core machine: batched send >= 3,000 msg/s,
 receive+complete >= 1,000 msg/s, and the broker using less CPU than its clients in every row.
 
-    .venv/bin/python bench/broker_bench.py [--messages 6000] [--single 1500] [--body-bytes 200]
+    .venv/bin/python -m bench.broker_bench [--messages 6000] [--single 1500] [--body-bytes 200]
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,21 +20,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.measure import ROOT, cpu_seconds
+from local_servers.ports import free_port
+
 QUEUE = "bench"
 CONFIG = {"queues": [{"name": QUEUE, "lockDuration": "PT5M", "maxSizeInMegabytes": 5120}]}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ----- worker side ---------------------------------------------------------------------------------
@@ -88,7 +79,7 @@ def worker(kind: str, conn_str: str, count: int, body_bytes: int) -> None:
 # ----- coordinator ---------------------------------------------------------------------------------
 def run_round(kind: str, procs: int, per_proc: int, conn_str: str, broker_pid: int, body_bytes: int) -> dict:
     workers = [
-        subprocess.Popen([sys.executable, __file__, "--worker", kind, conn_str, str(per_proc), str(body_bytes)],
+        subprocess.Popen([sys.executable, "-m", "bench.broker_bench", "--worker", kind, conn_str, str(per_proc), str(body_bytes)],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         for _ in range(procs)
     ]
@@ -96,14 +87,14 @@ def run_round(kind: str, procs: int, per_proc: int, conn_str: str, broker_pid: i
         line = w.stdout.readline().strip()
         if line != "ready":
             raise RuntimeError(f"bench worker failed to start: {line!r}")
-    broker_cpu0 = _cpu_seconds(broker_pid)
+    broker_cpu0 = cpu_seconds(broker_pid)
     for w in workers:
         w.stdin.write("go\n")
         w.stdin.flush()
     results = [json.loads(w.stdout.readline()) for w in workers]
     # Workers started together; the slowest one's own clock ends the row (receivers stop at their last message).
     wall = max(r["seconds"] for r in results)
-    broker_cpu = _cpu_seconds(broker_pid) - broker_cpu0
+    broker_cpu = cpu_seconds(broker_pid) - broker_cpu0
     for w in workers:
         w.stdin.close()
         w.wait(30)
@@ -128,7 +119,7 @@ def main() -> int:
         worker(kind, conn, int(count), int(body))
         return 0
 
-    port, http_port = _free_port(), _free_port()
+    port, http_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="localbus-bench-") as tmp:
         config_path = Path(tmp) / "config.json"
         config_path.write_text(json.dumps(CONFIG))

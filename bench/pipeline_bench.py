@@ -18,8 +18,8 @@ over raw keep-alive connections (a few hundred requests/s cost it little).
 Each phase also reports the CPU the measured process used per request or order (from /proc), which stays
 meaningful on a machine shared with other work, where requests/s alone would not.
 
-    .venv/bin/python bench/pipeline_bench.py            # full run, about four minutes on 2 cores
-    .venv/bin/python bench/pipeline_bench.py --quick    # smaller figures, for a smoke run (2-3 minutes)
+    .venv/bin/python -m bench.pipeline_bench            # full run, about four minutes on 2 cores
+    .venv/bin/python -m bench.pipeline_bench --quick    # smaller figures, for a smoke run (2-3 minutes)
 """
 
 from __future__ import annotations
@@ -42,13 +42,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.measure import ROOT, cpu_seconds, load_average, machine, note, percentile
+from local_servers.ports import free_port, wait_for_port
 
 HTTP_FUNCTIONS = ["submit_order", "get_order_status", "list_products", "health"]
 PROCESSING_FUNCTIONS = ["process_order", "handle_dead_lettered_order"]
 SERVICE_BUS_SETTING = "AzureFunctionsJobHost__extensions__serviceBus__"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 TARGETS = {
     "intake_rps": 3000.0,
@@ -98,49 +97,18 @@ end
 # ------------------------------------------------------------------------------------------ small helpers
 
 
-def note(text: str) -> None:
-    """Progress on stderr, so stdout holds only the results."""
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
-    return ordered[index]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f}s")
-        time.sleep(0.05)
 
 
-def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "unknown CPU")
-    return f"{os.cpu_count()} cores, {model}, Python {sys.version.split()[0]}"
 
 
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 # ------------------------------------------------------------------------------------------ child roles
@@ -309,7 +277,7 @@ def run_wrk(port: int, seconds: float, connections: int, customers: int, server_
 
 def measure_baseline(options: argparse.Namespace, script: Path) -> IntakeResult:
     port = free_port()
-    child = subprocess.Popen([sys.executable, __file__, "--serve-baseline", str(port)], cwd=ROOT,
+    child = subprocess.Popen([sys.executable, "-m", "bench.pipeline_bench", "--serve-baseline", str(port)], cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port)
@@ -430,7 +398,7 @@ class Bench:
 
     def send(self, rate: float, seconds: float, warmup: float) -> dict[str, Any]:
         sender = subprocess.run(
-            [sys.executable, __file__, "--send-at-rate", repr(rate), "--port", str(self.stack.ports.host),
+            [sys.executable, "-m", "bench.pipeline_bench", "--send-at-rate", repr(rate), "--port", str(self.stack.ports.host),
              "--rate-duration", repr(seconds), "--warmup", repr(warmup), "--customers", str(self.options.customers)],
             cwd=ROOT, capture_output=True, text=True, check=False)
         if sender.returncode != 0:
@@ -526,7 +494,7 @@ def render(report: Report, options: argparse.Namespace, started_load: str) -> st
     overrides = ", ".join(f"{name}={value}" for name, value in options.service_bus) or "none"
     lines = [f"machine: {machine()}; load average at start {started_load}, at end {load_average()}",
              f"host.json serviceBus overrides: {overrides}",
-             f"command: {' '.join(['.venv/bin/python', 'bench/pipeline_bench.py', *sys.argv[1:]])}", ""]
+             f"command: {' '.join(['.venv/bin/python', '-m', 'bench.pipeline_bench', *sys.argv[1:]])}", ""]
 
     def table(header: list[str], rows: list[list[str]]) -> None:
         lines.append("| " + " | ".join(header) + " |")

@@ -11,8 +11,8 @@ Events enter the service through ``POST /internal/events`` (the path a forwarded
 ``--batch``) and the bare server through one publisher WebSocket; "event→client" runs from the moment the
 batch is sent to the moment a client has decoded the frame.
 
-    .venv/bin/python bench/websocket_bench.py            # full run, about two minutes on 2 cores
-    .venv/bin/python bench/websocket_bench.py --quick    # smaller figures, for a smoke run
+    .venv/bin/python -m bench.websocket_bench            # full run, about two minutes on 2 cores
+    .venv/bin/python -m bench.websocket_bench --quick    # smaller figures, for a smoke run
 """
 
 from __future__ import annotations
@@ -29,10 +29,8 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.measure import ROOT, rss_kib
 
 NOTIFY_SECRET = "bench-notify-secret"
 INTERNAL_SECRET = "bench-internal-secret"
@@ -45,11 +43,6 @@ def raise_file_limit() -> int:
     return hard
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 # ------------------------------------------------------------------------------------------ child roles
@@ -227,11 +220,11 @@ class Target:
 
 
 def start_target(kind: str, redis_url: str, status_url: str, orders: int, profile: str | None = None) -> Target:
-    from testing_support.ports import free_port, wait_for_port
+    from local_servers.ports import free_port, wait_for_port
 
     port = free_port()
     if kind == "bare":
-        proc = spawn(__file__, "--role", "bare", "--port", str(port))
+        proc = spawn("-m", "bench.websocket_bench", "--role", "bare", "--port", str(port))
         wait_line(proc)
         name = "bare websockets"
     else:
@@ -249,7 +242,7 @@ def start_target(kind: str, redis_url: str, status_url: str, orders: int, profil
 
 def open_clients(target: Target, total: int, processes: int, orders: int) -> tuple[list[subprocess.Popen[str]], int, list[list[str]]]:
     per = [total // processes + (1 if i < total % processes else 0) for i in range(processes)]
-    clients = [spawn(__file__, "--role", "client", "--url", target.ws_url, "--count", str(n), "--orders", str(orders))
+    clients = [spawn("-m", "bench.websocket_bench", "--role", "client", "--url", target.ws_url, "--count", str(n), "--orders", str(orders))
                for n in per]
     opened, ids = 0, []
     for proc in clients:
@@ -447,13 +440,13 @@ def main() -> None:
 
     if options.quick:
         options.sockets, options.subscribers, options.orders = 2_000, 200, 10
-    from testing_support.ports import free_port
-    from testing_support.redis_server import running_redis
+    from local_servers.ports import free_port
+    from local_servers.redis_server import running_redis
 
     limit = raise_file_limit()
     print(f"open-file limit per process: {limit}; cores: {os.cpu_count()}", flush=True)
     status_port = free_port()
-    status = spawn(__file__, "--role", "status", "--port", str(status_port))
+    status = spawn("-m", "bench.websocket_bench", "--role", "status", "--port", str(status_port))
     wait_line(status)
     status_url = f"http://127.0.0.1:{status_port}/api"
     targets: list[Target] = []

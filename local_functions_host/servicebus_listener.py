@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -67,7 +66,6 @@ class ServiceBusListener:
         self._invoker = invoker
         self._client_factory = client_factory or (lambda: connection.create_client(**options.client_retry))
         self.state = ListenerState.STARTING
-        self.state_since = time.time()
         self.last_error: str | None = None
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -417,7 +415,6 @@ class ServiceBusListener:
 
     def _set_state(self, state: ListenerState) -> None:
         self.state = state
-        self.state_since = time.time()
 
 
 async def _quietly(awaitable: Awaitable[Any]) -> None:

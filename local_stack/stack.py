@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from localbus.testing import connection_string_for
+from localbus.embedded import connection_string_for
 from service_platform.notify_tokens import DEV_NOTIFY_TOKEN_SECRET
 from websocket_service.settings import DEV_INTERNAL_SECRET
 from local_stack.processes import ChildProcess
-from testing_support.ports import free_port, wait_for_port
-from testing_support.redis_server import RedisServer
+from local_servers.ports import free_port, wait_for_port
+from local_servers.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from proton import Data, Described, symbol, ulong
+from proton import Data, Described, ulong
 
 from .entities import Incoming
 
@@ -25,9 +25,6 @@ _FIXED.update({c: 8 for c in (0x80, 0x81, 0x82, 0x83, 0x84)})
 _FIXED.update({0x94: 16, 0x98: 16})
 _VAR1 = {0xA0, 0xA1, 0xA3, 0xC0, 0xC1, 0xE0}
 _VAR4 = {0xB0, 0xB1, 0xB3, 0xD0, 0xD1, 0xF0}
-
-SCHEDULED_ENQUEUE_TIME = symbol("x-opt-scheduled-enqueue-time")
-
 
 class MalformedMessage(ValueError):
     """The bytes are not a valid AMQP message."""
@@ -50,6 +47,9 @@ def _skip(buf: bytes, pos: int) -> int:
     if end > len(buf):
         raise MalformedMessage(f"value at offset {pos} runs past the end of the message")
     return end
+
+
+skip_value = _skip
 
 
 def _descriptor(buf: bytes, pos: int) -> tuple[int, int]:

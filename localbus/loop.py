@@ -277,8 +277,6 @@ class EventLoop:
                     conn.writing = True
                     self.selector.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
                 break
-        else:
-            pass
         if conn.writing and transport.pending() <= 0:
             conn.writing = False
             self.selector.modify(conn.sock, selectors.EVENT_READ, conn)

@@ -88,18 +88,18 @@ class Store(ManagementOperations, Timers):
                 continue
             self.next_seq[m.queue] = max(self.next_seq[m.queue], m.seq + 1)
             self._add(self._entity_of(m), m)
-        for (queue, sid), state in session_states.items():
+        for (queue, session_id), state in session_states.items():
             if queue in self.queues:
-                self._session(self.queues[queue][0], sid).state = state
+                self._session(self.queues[queue][0], session_id).state = state
         for queue, mid, expires in dedup_rows:
             if queue in self.dedup:
                 self.dedup[queue][mid] = expires
 
     # ----- internal bookkeeping -----------------------------------------------------------------
-    def _session(self, entity: Entity, sid: str) -> Session:
-        session = entity.sessions.get(sid)
+    def _session(self, entity: Entity, session_id: str) -> Session:
+        session = entity.sessions.get(session_id)
         if session is None:
-            session = entity.sessions[sid] = Session(sid)
+            session = entity.sessions[session_id] = Session(session_id)
         return session
 
     def _add(self, entity: Entity, m: StoredMessage) -> None:

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from testing_support.postgres_cluster import PostgresCluster, running_postgres
-from testing_support.redis_server import RedisServer, running_redis
+from local_servers.postgres_cluster import PostgresCluster, running_postgres
+from local_servers.redis_server import RedisServer, running_redis
 
 
 @pytest.fixture(scope="session")

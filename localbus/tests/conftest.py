@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from azure.servicebus import ServiceBusClient
 
-from localbus.testing import running_broker
+from localbus.embedded import running_broker
 
 TEST_QUEUES = {
     "queues": [

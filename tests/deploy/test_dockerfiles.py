@@ -136,7 +136,7 @@ def test_websocket_image_runs_the_service(dockerfile) -> None:
 
 
 PROJECT_PACKAGES = {"function_app", "orders", "websocket_service", "service_platform", "localbus",
-                    "local_functions_host", "local_stack", "local_servers", "testing_support"}
+                    "local_functions_host", "local_stack", "local_servers", "local_servers"}
 
 
 def _project_closure(entry: str) -> set[str]:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from local_stack.stack import LocalStack, StackPorts
-from testing_support.orders_api import OrdersDatabase
+from local_servers.orders_api import OrdersDatabase
 
 
 @pytest.fixture(scope="module")

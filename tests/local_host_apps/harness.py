@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from testing_support.ports import free_port
+from local_servers.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = Path(__file__).resolve().parent

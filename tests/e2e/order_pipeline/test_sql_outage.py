@@ -1,0 +1,98 @@
+"""The order database goes down while orders keep arriving: the stack on a private PostgreSQL server, which is
+stopped while orders are accepted and started again a few seconds later.
+
+Intake never touches SQL, so it keeps answering 202; processing meets the outage, backs off and gives the
+messages back, and once the server is back every accepted order ends Completed exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from local_stack.stack import LocalStack, StackPorts
+from local_servers.orders_api import OrdersDatabase, order_body, wait_for_final_status
+from local_servers.postgres_cluster import PostgresCluster
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+ORDERS_DURING_OUTAGE = 24
+CUSTOMERS = 6
+OUTAGE_SECONDS = 3.0
+
+
+@pytest.fixture
+def stack_on_postgres(tmp_path: Path, postgres_cluster: PostgresCluster) -> Iterator[tuple[LocalStack, str]]:
+    url = postgres_cluster.create_database()
+    stack = LocalStack(tmp_path / "stack", StackPorts.free(websocket_instances=0), environ={"SQL_URL": url})
+    try:
+        stack.start()  # migrates and seeds the PostgreSQL database
+        yield stack, url
+    finally:
+        stack.stop()
+        if not postgres_cluster.running:  # the session's other tests need the server
+            postgres_cluster.start()
+
+
+def test_orders_accepted_while_postgresql_is_down_complete_exactly_once_after_it_returns(
+        stack_on_postgres: tuple[LocalStack, str], postgres_cluster: PostgresCluster) -> None:
+    stack, url = stack_on_postgres
+    database = OrdersDatabase(url)
+    try:
+        with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+            first = api.post("/orders", json=order_body("c-before", ("SKU-3", 1))).json()["correlationId"]
+            assert wait_for_final_status(api, first)["status"] == "Completed"
+            database.engine.dispose()  # no pooled connection of the test's own outlives the server
+            stock_before = database.stock("SKU-3")
+            database.engine.dispose()
+
+            postgres_cluster.stop()
+            try:
+                outage_started = time.monotonic()
+                responses = [
+                    api.post("/orders", json=order_body(f"c-outage-{n % CUSTOMERS}", ("SKU-3", 2)))
+                    for n in range(ORDERS_DURING_OUTAGE)
+                ]
+                health = api.get("/health")
+                status_while_down = api.get(f"/orders/{responses[0].json()['correlationId']}")
+                # Long enough for processing to meet the outage and back off, short enough for its first retry.
+                time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - outage_started)))
+            finally:
+                postgres_cluster.start()
+
+            assert [response.status_code for response in responses] == [202] * ORDERS_DURING_OUTAGE
+            assert health.status_code == 503 and "sql" in health.json()["detail"]
+            assert health.json()["checks"]["broker"] == "ok"
+            assert status_while_down.status_code == 503, "SQL down: the status is unknown, not 'not found'"
+
+            accepted = [response.json()["correlationId"] for response in responses]
+            finals = [wait_for_final_status(api, cid, timeout=60) for cid in accepted]
+
+        assert [final["status"] for final in finals] == ["Completed"] * ORDERS_DURING_OUTAGE
+        assert _retried_after_transient_failure(stack) & set(accepted), "processing never met the outage"
+        assert len({final["orderId"] for final in finals}) == ORDERS_DURING_OUTAGE
+        for cid in accepted:
+            assert database.orders_for(cid) == 1, f"order {cid} was not stored exactly once"
+        assert int(database.scalar("SELECT count(*) FROM orders")) == ORDERS_DURING_OUTAGE + 1
+        assert int(database.scalar("SELECT count(*) FROM order_lines")) == ORDERS_DURING_OUTAGE + 1
+        assert database.stock("SKU-3") == stock_before - 2 * ORDERS_DURING_OUTAGE
+    finally:
+        database.close()
+
+
+def _retried_after_transient_failure(stack: LocalStack) -> set[str]:
+    """CorrelationIds the host logged as given back for a retry because SQL was unavailable."""
+    assert stack.host is not None
+    retried = set()
+    for line in stack.host.log_path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("{"):
+            continue
+        record = json.loads(line)
+        if record.get("level") == "WARNING" and "retried" in record.get("message", ""):
+            retried.add(record.get("correlationId"))
+    return retried
