@@ -92,9 +92,14 @@ def console_line(line: str, *, colour: bool = False, default_service: str = "") 
     stamp = str(entry.get("time", ""))[11:23]
     level = str(entry.get("level", "")).upper()
     service = str(entry.get("service") or default_service)
-    parts = [f"{stamp:<12}", f"{service:<9}", f"{level:<7}", str(entry["message"])]
-    if entry.get("correlationId"):
-        parts.append(f"correlationId={entry['correlationId']}")
+    message = str(entry["message"])
+    correlation_id = entry.get("correlationId")
+    if correlation_id:
+        # The function app also puts it in the message text (the Functions worker forwards only that).
+        message = message.replace(f" [correlationId={correlation_id}]", "")
+    parts = [f"{stamp:<12}", f"{service:<9}", f"{level:<7}", message]
+    if correlation_id:
+        parts.append(f"correlationId={correlation_id}")
     extras = {k: v for k, v in entry.items() if k not in _HEAD and k != "exception"}
     parts.extend(f"{key}={value}" for key, value in extras.items() if value not in (None, ""))
     rendered = " ".join(parts)
