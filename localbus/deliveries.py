@@ -3,6 +3,7 @@ received from senders, and the settlements receivers send back."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -20,6 +21,7 @@ from .store import Store
 log = logging.getLogger("localbus.amqp")
 
 PARSED_CACHE_LIMIT = 20_000
+RECENT_SENDS = 1000
 
 
 def delivery_tag(delivery: Delivery) -> bytes:
@@ -112,7 +114,26 @@ class Deliveries:
 
     # ----- from senders -------------------------------------------------------------------------
     def receive_send(self, delivery: Delivery, link_state: LinkState, data: bytes) -> AfterCommit | None:
-        """Store a sent message (or batch); its acknowledgement waits for the commit."""
+        """Store a sent message (or batch); its acknowledgement waits for the commit.
+
+        A client that sends concurrently on one session (see ``transfer_numbering``) may transmit the same
+        message twice while its bookkeeping is confused: on such a connection, the very same bytes again on
+        the same link within the last ``RECENT_SENDS`` transfers are that message again, answered like the
+        first and not stored twice. (The SDK gives every message its own message-id, so two different
+        messages never have the same bytes.)
+        """
+        # Remembered for every send (the first of a repeated pair arrives before the race shows), looked
+        # up only on connections where it showed.
+        digest = hashlib.blake2b(data, digest_size=16).digest()
+        if link_state.connection.sends_concurrently:
+            if digest in link_state.recent_sends:
+                refusal = link_state.recent_sends[digest]
+                log.debug("repeated transmission answered like the first", extra={
+                    "event": "repeated-transfer", "queue": link_state.path, "peer": link_state.connection.peer})
+                if refusal is not None:
+                    reject(delivery, *refusal)
+                    return None
+                return self._acknowledge(delivery)
         try:
             incoming = [codec.read_incoming(part) for part in codec.split_batch(data)]
             self.store.enqueue(link_state.path, incoming, time.time())
@@ -124,8 +145,21 @@ class Deliveries:
         except StoreError as exc:
             log.info("send refused", extra={"event": "send-refused", "queue": link_state.path,
                                             "condition": exc.condition, "description": exc.description})
+            self._remember(link_state, digest, (exc.condition, exc.description))
             reject(delivery, exc.condition, exc.description)
             return None
+        self._remember(link_state, digest, None)
+        return self._acknowledge(delivery)
+
+    @staticmethod
+    def _remember(link_state: LinkState, digest: bytes, refusal: tuple[str, str] | None) -> None:
+        recent = link_state.recent_sends
+        recent[digest] = refusal
+        if len(recent) > RECENT_SENDS:
+            recent.popitem(last=False)
+
+    @staticmethod
+    def _acknowledge(delivery: Delivery) -> AfterCommit | None:
         if delivery.settled:  # sent pre-settled: the sender wants no answer
             delivery.settle()
             return None

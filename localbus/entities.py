@@ -78,6 +78,7 @@ class Session:
     ready: list[int] = field(default_factory=list)  # heap of sequence numbers
     count: int = 0  # messages of this session in the queue, any state
     state: bytes | None = None
+    state_updated_at: float = 0.0  # epoch seconds of the last set_session_state
     holder: Consumer | None = None
     locked_until: float = 0.0
 

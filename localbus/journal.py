@@ -17,10 +17,10 @@ from .entities import State, StoredMessage
 class Journal(Protocol):
     """Durable mirror of the store. Writes are buffered until ``commit``."""
 
-    def load(self) -> tuple[list[StoredMessage], dict[tuple[str, str], bytes], list[tuple[str, str, float]], dict[str, int]]: ...
+    def load(self) -> tuple[list[StoredMessage], dict[tuple[str, str], tuple[bytes | None, float]], list[tuple[str, str, float]], dict[str, int]]: ...
     def put(self, message: StoredMessage, fresh: bool = False) -> None: ...
     def delete(self, message: StoredMessage) -> None: ...
-    def put_session_state(self, queue: str, session_id: str, state: bytes | None) -> None: ...
+    def put_session_state(self, queue: str, session_id: str, state: bytes | None, updated_at: float) -> None: ...
     def put_dedup(self, queue: str, message_id: str, expires_at: float) -> None: ...
     def put_next_seq(self, queue: str, next_seq: int) -> None: ...
     def prune_dedup(self, now: float) -> None: ...
@@ -37,7 +37,7 @@ class MemoryJournal:
 
     def put(self, message, fresh=False): pass
     def delete(self, message): pass
-    def put_session_state(self, queue, session_id, state): pass
+    def put_session_state(self, queue, session_id, state, updated_at): pass
     def put_dedup(self, queue, message_id, expires_at): pass
     def put_next_seq(self, queue, next_seq): pass
     def prune_dedup(self, now): pass
@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS session_state (
     queue TEXT NOT NULL,
     session_id TEXT NOT NULL,
     state BLOB,
+    updated_at REAL,
     PRIMARY KEY (queue, session_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dedup (
@@ -111,9 +112,12 @@ class SqliteJournal:
         # only a power loss can drop the last commits. FULL also fsyncs every commit.
         self.db.execute(f"PRAGMA synchronous={synchronous}")
         self.db.executescript(_SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(session_state)")}
+        if "updated_at" not in columns:  # a data directory from before session-state timestamps
+            self.db.execute("ALTER TABLE session_state ADD COLUMN updated_at REAL")
         self._puts: dict[tuple[str, int], StoredMessage] = {}
         self._deletes: dict[tuple[str, int], None] = {}
-        self._states: dict[tuple[str, str], bytes | None] = {}
+        self._states: dict[tuple[str, str], tuple[bytes | None, float]] = {}
         self._dedup: list[tuple[str, str, float]] = []
         self._seq: dict[str, int] = {}
         self._fresh: set[tuple[str, int]] = set()
@@ -131,7 +135,8 @@ class SqliteJournal:
                 scheduled_at=row[8], delivery_count=row[9], dead_letter_reason=row[10],
                 dead_letter_description=row[11], dead_letter_source=row[12], payload=bytes(row[13]),
             ))
-        states = {(q, s): (None if v is None else bytes(v)) for q, s, v in self.db.execute("SELECT queue, session_id, state FROM session_state")}
+        states = {(q, s): (None if v is None else bytes(v), at or 0.0)
+                  for q, s, v, at in self.db.execute("SELECT queue, session_id, state, updated_at FROM session_state")}
         now = time.time()
         dedup = list(self.db.execute("SELECT queue, message_id, expires_at FROM dedup WHERE expires_at > ?", (now,)))
         seqs = dict(self.db.execute("SELECT queue, next_seq FROM sequence"))
@@ -153,8 +158,8 @@ class SqliteJournal:
             return
         self._deletes[key] = None
 
-    def put_session_state(self, queue: str, session_id: str, state: bytes | None) -> None:
-        self._states[(queue, session_id)] = state
+    def put_session_state(self, queue: str, session_id: str, state: bytes | None, updated_at: float) -> None:
+        self._states[(queue, session_id)] = (state, updated_at)
 
     def put_dedup(self, queue: str, message_id: str, expires_at: float) -> None:
         self._dedup.append((queue, message_id, expires_at))
@@ -192,12 +197,12 @@ class SqliteJournal:
                 )
             if states:
                 db.executemany(
-                    "INSERT OR REPLACE INTO session_state VALUES (?,?,?)",
-                    [(q, s, v) for (q, s), v in states.items() if v is not None],
+                    "INSERT OR REPLACE INTO session_state VALUES (?,?,?,?)",
+                    [(q, s, v, at) for (q, s), (v, at) in states.items() if v is not None],
                 )
                 db.executemany(
                     "DELETE FROM session_state WHERE queue = ? AND session_id = ?",
-                    [(q, s) for (q, s), v in states.items() if v is None],
+                    [(q, s) for (q, s), (v, _) in states.items() if v is None],
                 )
             if dedup:
                 db.executemany("INSERT OR REPLACE INTO dedup VALUES (?,?,?)", dedup)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import OrderedDict
 from enum import Enum
 from urllib.parse import urlparse
 
 from proton import Link, Message
 
 from .entities import Consumer
+from .transfer_numbering import TransferNumbering
 
 log = logging.getLogger("localbus.amqp")
 
@@ -37,14 +39,20 @@ class LinkRole(Enum):
 class ConnectionState:
     """One client connection: the resources its tokens grant, its links, and where replies go."""
 
-    __slots__ = ("authorized", "reply_links", "links", "peer", "closed")
+    __slots__ = ("authorized", "reply_links", "links", "peer", "closed", "numbering")
 
-    def __init__(self, peer: str) -> None:
+    def __init__(self, peer: str, numbering: "TransferNumbering | None" = None) -> None:
         self.authorized: set[str] = set()
         self.reply_links: dict[str, Link] = {}
         self.links: set[Link] = set()
         self.peer = peer
         self.closed = False
+        self.numbering = numbering
+
+    @property
+    def sends_concurrently(self) -> bool:
+        """Whether the client put concurrent transfers on one session (their delivery-ids were renumbered)."""
+        return self.numbering is not None and self.numbering.renumbered > 0
 
     def reply(self, node: str, reply_to: str | None, message: Message) -> None:
         """Send the answer to a request made to ``node`` on the link the request named (or the node's)."""
@@ -68,7 +76,7 @@ class LinkState:
     """One link: its role, the entity it is attached to and, for receivers, the store's consumer."""
 
     __slots__ = ("role", "path", "consumer", "waiting_for_session", "deadline", "connection",
-                 "requested_session", "receive_and_delete")
+                 "requested_session", "receive_and_delete", "recent_sends")
 
     def __init__(self, role: LinkRole, path: str, connection: ConnectionState) -> None:
         self.role = role
@@ -79,6 +87,8 @@ class LinkState:
         self.deadline = 0.0
         self.requested_session: str | None = None
         self.receive_and_delete = False
+        # Digests of the last messages received on a sending link, with the refusal each got (None: stored).
+        self.recent_sends: OrderedDict[bytes, tuple[str, str] | None] = OrderedDict()
 
 
 def link_state(link: Link) -> LinkState | None:

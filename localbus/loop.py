@@ -22,6 +22,8 @@ from typing import Any, Callable
 import cproton
 from proton import Collector, Connection, Delivery, Link, Session, Transport
 
+from .transfer_numbering import TransferNumbering
+
 log = logging.getLogger("localbus.loop")
 
 _lib = cproton.lib
@@ -76,7 +78,7 @@ _PN_TRANSPORT_CLOSED = _lib.PN_TRANSPORT_CLOSED
 
 
 class _Conn:
-    __slots__ = ("sock", "transport", "connection", "fd", "writing", "closed", "peer")
+    __slots__ = ("sock", "transport", "connection", "fd", "writing", "closed", "peer", "numbering", "backlog", "outbuf")
 
     def __init__(self, sock: socket.socket, transport: Transport, connection: Connection, peer: str) -> None:
         self.sock = sock
@@ -86,6 +88,9 @@ class _Conn:
         self.writing = False
         self.closed = False
         self.peer = peer
+        self.numbering = TransferNumbering(peer)
+        self.backlog = b""  # input Proton had no room for yet
+        self.outbuf = b""  # output taken from Proton, not yet written to the socket
 
 
 class EventLoop:
@@ -165,6 +170,7 @@ class EventLoop:
                 self._dispatch()
                 self._guard(self.handler.flush)
                 self._dispatch()
+                self._push_backlogs()
                 self._write_all()
         finally:
             self._close_all()
@@ -210,6 +216,7 @@ class EventLoop:
             connection.collect(self.collector)
             transport.bind(connection)
             conn = _Conn(sock, transport, connection, f"{addr[0]}:{addr[1]}")
+            connection.numbering = conn.numbering
             self._conns[conn.fd] = conn
             self._by_transport[self._key(transport._impl)] = conn
             self.selector.register(sock, selectors.EVENT_READ, conn)
@@ -227,8 +234,19 @@ class EventLoop:
                 return
             if capacity == 0:
                 return
+            if conn.backlog:
+                self._push(conn)
+                if conn.backlog:
+                    return
+                capacity = transport.capacity()
+                if capacity <= 0:
+                    return
+            # Proton takes at most ``capacity`` bytes (it grows its buffer as a large frame arrives). What the
+            # numbering hands over can be a little more (a held frame start, a renumbered id): the rest waits
+            # in the backlog for the next turn.
+            wanted = min(max(capacity - conn.numbering.held, 1), 262144)
             try:
-                data = conn.sock.recv(min(capacity, 262144))
+                data = conn.sock.recv(wanted)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -237,10 +255,30 @@ class EventLoop:
                 transport.close_tail()
                 self._to_write.add(conn)
                 return
-            transport.push(data)
+            received = len(data)
+            conn.backlog = conn.numbering.inbound(data)
+            self._push(conn)
             self._to_write.add(conn)
-            if len(data) < min(capacity, 262144):
+            if received < wanted:
                 return
+
+    @staticmethod
+    def _push(conn: _Conn) -> None:
+        """Hand Proton as much of the connection's pending input as it has room for."""
+        data = conn.backlog
+        if not data:
+            return
+        room = conn.transport.capacity()
+        if room <= 0:
+            return
+        conn.transport.push(data[:room])
+        conn.backlog = data[room:]
+
+    def _push_backlogs(self) -> None:
+        for conn in list(self._conns.values()):
+            if conn.backlog and not conn.closed:
+                self._push(conn)
+                self._to_write.add(conn)
 
     def _write_all(self) -> None:
         if not self._to_write:
@@ -258,29 +296,35 @@ class EventLoop:
     def _write(self, conn: _Conn) -> None:
         transport = conn.transport
         while True:
-            pending = transport.pending()
-            if pending <= 0:
-                break
-            out = transport.peek(pending)
+            if not conn.outbuf:
+                pending = transport.pending()
+                if pending <= 0:
+                    break
+                # Taken from Proton at once: dispositions may be rewritten on the way (transfer_numbering).
+                conn.outbuf = conn.numbering.outbound(transport.peek(pending))
+                transport.pop(pending)
+                if not conn.outbuf:
+                    continue
+            out = conn.outbuf
             try:
                 sent = conn.sock.send(out)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
+                conn.outbuf = b""
                 transport.close_head()
                 transport.close_tail()
                 break
-            if sent:
-                transport.pop(sent)
-            if sent < len(out):
+            conn.outbuf = out[sent:]
+            if conn.outbuf:
                 if not conn.writing:
                     conn.writing = True
                     self.selector.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
                 break
-        if conn.writing and transport.pending() <= 0:
+        if conn.writing and not conn.outbuf and transport.pending() <= 0:
             conn.writing = False
             self.selector.modify(conn.sock, selectors.EVENT_READ, conn)
-        if transport.closed:
+        if transport.closed and not conn.outbuf:
             self._dispatch()  # deliver TRANSPORT_CLOSED before the engine objects go away
             self._close(conn)
 

@@ -17,6 +17,7 @@ from .link_state import LinkState
 from .store import Store
 
 VENDOR = "com.microsoft:"
+DOTNET_MAX_DATETIME_MS = 253402300800000
 
 Encoder = Callable[[StoredMessage, "float | None"], bytes]
 
@@ -150,7 +151,12 @@ class ManagementNode:
         return 200, {}
 
     def list_sessions(self, link_state, body, now):
-        ids = self.store.list_sessions(link_state.path)
+        # ``last-updated-time`` at .NET's DateTime.MaxValue (or absent) asks for every session with messages
+        # or state; any earlier time for sessions whose state was set after it.
+        updated = body.get("last-updated-time")
+        millis = None if updated is None else int(updated)
+        after = None if millis is None or millis >= DOTNET_MAX_DATETIME_MS else millis / 1000.0
+        ids = self.store.list_sessions(link_state.path, after)
         skip = int(body.get("skip", 0) or 0)
         top = int(body.get("top", len(ids)) or len(ids))
         ids = ids[skip: skip + top]

@@ -55,6 +55,14 @@ def _guarded(method):
     return wrapper
 
 
+def _ordinary_shutdown(condition: str | None, description: str | None) -> bool:
+    """What the SDK does on every normal close, which Proton reports as errors: it closes the socket without a
+    CLOSE frame ("connection aborted"), or sends a DETACH after its END ("no such channel")."""
+    text = description or ""
+    return ((condition == "amqp:connection:framing-error" and text == "connection aborted")
+            or (condition == "amqp:not-allowed" and text.startswith("no such channel")))
+
+
 def _accept_request(delivery: Delivery, data: bytes) -> Message:
     """Decode a request to a node ($cbs, $management) and settle its transfer; the answer is a reply message."""
     request = Message()
@@ -146,7 +154,8 @@ class AmqpHandler:
     @_guarded
     def on_connection_remote_open(self, event) -> None:
         connection = event.connection
-        connection.state_of_client = ConnectionState(str(getattr(connection, "peer", "")))
+        connection.state_of_client = ConnectionState(str(getattr(connection, "peer", "")),
+                                                     getattr(connection, "numbering", None))
         self.connections.add(connection)
         connection.container = "localbus"
         connection.open()
@@ -184,7 +193,9 @@ class AmqpHandler:
         name = cond.name if cond is not None else None
         description = cond.description if cond is not None else None
         fields = {"peer": peer, "condition": name, "description": description}
-        if name in MALFORMED_INPUT_CONDITIONS:
+        if _ordinary_shutdown(name, description):
+            log.info("client closed the connection", extra={"event": "client-shutdown", **fields})
+        elif name in MALFORMED_INPUT_CONDITIONS:
             log.warning("malformed input; connection dropped", extra={"event": "malformed-input", **fields})
         else:
             log.info("connection ended", extra={"event": "connection-ended", **fields})

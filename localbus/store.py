@@ -88,9 +88,10 @@ class Store(ManagementOperations, Timers):
                 continue
             self.next_seq[m.queue] = max(self.next_seq[m.queue], m.seq + 1)
             self._add(self._entity_of(m), m)
-        for (queue, session_id), state in session_states.items():
+        for (queue, session_id), (state, updated_at) in session_states.items():
             if queue in self.queues:
-                self._session(self.queues[queue][0], session_id).state = state
+                session = self._session(self.queues[queue][0], session_id)
+                session.state, session.state_updated_at = state, updated_at
         for queue, mid, expires in dedup_rows:
             if queue in self.dedup:
                 self.dedup[queue][mid] = expires

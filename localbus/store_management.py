@@ -62,10 +62,14 @@ class ManagementOperations:
     def set_session_state(self, path: str, session_id: str, state: bytes | None, now: float) -> None:
         entity, session = self._held_session(path, session_id, now)
         session.state = state
-        self.journal.put_session_state(entity.config.name, session_id, state)
+        session.state_updated_at = now
+        self.journal.put_session_state(entity.config.name, session_id, state, now)
 
-    def list_sessions(self, path: str) -> list[str]:
+    def list_sessions(self, path: str, state_updated_after: float | None = None) -> list[str]:
+        """Sessions with messages or state; with ``state_updated_after``, those whose state was set later."""
         entity = self.entity(path)
+        if state_updated_after is not None:
+            return [s.id for s in entity.sessions.values() if s.state_updated_at > state_updated_after]
         return [s.id for s in entity.sessions.values() if s.count > 0 or s.state is not None]
 
     def receive_deferred(self, path: str, seqs: Iterable[int], now: float, consumer: Consumer | None,

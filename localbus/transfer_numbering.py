@@ -1,41 +1,47 @@
-"""Delivery-ids of incoming transfers, numbered the way the broker must see them.
+"""Delivery-ids of a client's transfers, made acceptable to Proton the way Service Bus accepts them.
 
 AMQP numbers the transfers a client sends on one session 0, 1, 2, ... (from the ``next-outgoing-id`` of its
-``begin``), and Proton's engine ends the connection at the first transfer that breaks the sequence. The
-azure-servicebus SDK's pure-Python AMQP layer reads the next id, awaits the socket write and only then
-increments it, so concurrent sends or lock renewals on one session hand out the same id twice (a few
-duplicates per burst; the count of transfers still matches the counter). Service Bus tolerates that. This
-scanner sits between the socket and Proton: it renumbers the first frame of every incoming delivery in
-arrival order, and its continuation frames with it. Everything else passes through unchanged, byte for byte.
+``begin``), and Proton's engine ends the whole connection at the first transfer that breaks the sequence.
+The azure-servicebus SDK's pure-Python AMQP layer reads the next id, awaits the socket write and only then
+increments it, so concurrent sends, settlements or lock renewals on one session put several transfers on
+the wire with the same delivery-id. Service Bus keeps the connection through this, and so does the broker:
 
-What a client then sees: the broker's disposition for an id settles every delivery the client labelled with
-that id. When a burst shares an id and all of it is stored in one loop turn (the normal case: the frames
-arrive together), each message gets its own outcome as if numbered correctly; a rejection of one of them
-could be reported for its twin.
+* inbound (client → Proton), a transfer whose delivery-id is not the next one is renumbered to the next
+  one (its continuation frames with it), and the client's own id is remembered;
+* outbound (Proton → client), a disposition that settles renumbered transfers is rewritten to the ids the
+  client used, so the client's pending sends are answered under the ids it knows.
 
-Sans-I/O: ``feed(bytes) -> bytes`` and nothing else.
+Every other frame passes byte for byte; a connection whose client numbers correctly costs a frame-header
+look per frame. The SDK also transmits a message again when such a burst confuses its bookkeeping; those
+repeats are recognised one level up (``deliveries.Deliveries.receive_send``). Sans-I/O: ``inbound(bytes)``
+and ``outbound(bytes)`` return the bytes to pass on.
 """
 
 from __future__ import annotations
 
+import logging
 import struct
 from dataclasses import dataclass, field
 
 from .codec import MalformedMessage, skip_value
 
+log = logging.getLogger("localbus.amqp")
+
 PROTOCOL_HEADER = b"AMQP"
-BEGIN, TRANSFER, END = 0x11, 0x14, 0x17
-_NUMBERED = {BEGIN, TRANSFER, END}
-UINT_MAX = 2**32
+BEGIN, TRANSFER, DISPOSITION, END = 0x11, 0x14, 0x15, 0x17
+SERIAL = 2**32
+MAX_ALIASES = 100_000
 
 
 @dataclass(slots=True)
 class _Session:
-    next_id: int | None = None  # the id the broker expects for the next new delivery
+    next_id: int | None = None  # the id Proton expects for the next new delivery
     open_deliveries: dict[int, int] = field(default_factory=dict)  # handle → id given to its unfinished delivery
+    client_ids: dict[int, int] = field(default_factory=dict)  # renumbered transfers: broker's id → client's id
 
 
-def _uint(buf: bytes, pos: int) -> int | None:
+def _uint(buf: bytes | bytearray, pos: int) -> int | None:
+    """An unsigned integer field (uint or ushort in any of its encodings), or None for null."""
     code = buf[pos]
     if code == 0x40:
         return None
@@ -45,139 +51,154 @@ def _uint(buf: bytes, pos: int) -> int | None:
         return buf[pos + 1]
     if code == 0x70:
         return struct.unpack_from(">I", buf, pos + 1)[0]
+    if code == 0x60:  # ushort: channel numbers
+        return struct.unpack_from(">H", buf, pos + 1)[0]
     raise MalformedMessage(f"expected a uint at offset {pos}, found type 0x{code:02x}")
 
 
-def _list_bounds(buf: bytes, pos: int) -> tuple[int, int, int] | None:
-    """(index of the first item, item count, end) of the list at ``pos``; None when more bytes are needed."""
+def _encode_uint(value: int) -> bytes:
+    return b"\x70" + struct.pack(">I", value)
+
+
+def _encode_list(items: bytes, count: int) -> bytes:
+    if len(items) + 1 <= 255:
+        return b"\xc0" + bytes((len(items) + 1, count)) + items
+    return b"\xd0" + struct.pack(">II", len(items) + 4, count) + items
+
+
+def _performative(buf: bytes | bytearray, body: int) -> tuple[int, int, int, int] | None:
+    """(code, index of the first list item, item count, end of the list) of the frame body at ``body``;
+    None when more bytes are needed. Symbolic descriptors and non-list bodies give code -1."""
+    if len(buf) < body + 3:
+        return None
+    if buf[body] != 0x00:
+        raise MalformedMessage("a frame body must start with a described performative")
+    if buf[body + 1] == 0x53:
+        code, pos = buf[body + 2], body + 3
+    elif buf[body + 1] == 0x80:
+        if len(buf) < body + 10:
+            return None
+        code, pos = struct.unpack_from(">Q", buf, body + 2)[0], body + 10
+    else:
+        return -1, body, 0, body
     if len(buf) < pos + 1:
         return None
-    code = buf[pos]
-    if code == 0x45:
-        return pos + 1, 0, pos + 1
-    if code == 0xC0:
+    kind = buf[pos]
+    if kind == 0x45:
+        return code, pos + 1, 0, pos + 1
+    if kind == 0xC0:
         if len(buf) < pos + 3:
             return None
-        return pos + 3, buf[pos + 2], pos + 2 + buf[pos + 1]
-    if code == 0xD0:
+        return code, pos + 3, buf[pos + 2], pos + 2 + buf[pos + 1]
+    if kind == 0xD0:
         if len(buf) < pos + 9:
             return None
         size, count = struct.unpack_from(">II", buf, pos + 1)
-        return pos + 9, count, pos + 5 + size
-    raise MalformedMessage(f"a performative must be a list, found type 0x{code:02x}")
+        return code, pos + 9, count, pos + 5 + size
+    raise MalformedMessage(f"a performative must be a list, found type 0x{kind:02x}")
 
 
-def _descriptor_code(buf: bytes, pos: int) -> tuple[int, int] | None:
-    """(performative code, index of its list) for the described value at ``pos``; None if incomplete."""
-    if len(buf) < pos + 3:
-        return None
-    if buf[pos] != 0x00:
-        raise MalformedMessage("a frame body must start with a described performative")
-    if buf[pos + 1] == 0x53:
-        return buf[pos + 2], pos + 3
-    if buf[pos + 1] == 0x80:
-        if len(buf) < pos + 10:
-            return None
-        return struct.unpack_from(">Q", buf, pos + 2)[0], pos + 10
-    return -1, pos  # a symbolic descriptor: no performative this scanner renumbers
+class _FrameStream:
+    """Splits a byte stream into AMQP frames; ``rewrite(frame_start, size, channel, code, first, count, end)``
+    is asked about frames whose performative is in ``codes`` and returns replacement bytes or None."""
 
-
-class TransferNumbering:
-    """One connection's inbound byte stream, renumbered. ``feed`` returns the bytes to give Proton; it may
-    hold back the first bytes of a frame until its performative is complete (a few dozen bytes)."""
-
-    def __init__(self) -> None:
-        self._pending = bytearray()
-        self._pass_through = 0  # bytes of the current frame's payload that go on unchanged
-        self._sessions: dict[int, _Session] = {}
-        self.renumbered = 0  # transfers whose delivery-id was changed, for the logs
-
-    @property
-    def held(self) -> int:
-        return len(self._pending)
+    def __init__(self, codes: set[int], rewrite) -> None:
+        self.codes = codes
+        self.rewrite = rewrite
+        self.pending = bytearray()
+        self.rest = 0  # bytes of the current frame still to come, passed on unchanged
+        self.gave_up = False
 
     def feed(self, data: bytes) -> bytes:
-        if not self._pending and self._pass_through >= len(data):
-            self._pass_through -= len(data)
+        if self.gave_up or (not self.pending and self.rest >= len(data)):
+            self.rest = max(0, self.rest - len(data))
             return data
         out = bytearray()
-        if self._pass_through:
-            take = min(self._pass_through, len(data))
+        if self.rest:
+            take = min(self.rest, len(data))
             out += data[:take]
-            self._pass_through -= take
+            self.rest -= take
             data = data[take:]
-        self._pending += data
-        while self._pending:
-            consumed = self._next(out)
-            if consumed == 0:
-                break
+        self.pending += data
+        try:
+            while self.pending and self._next(out):
+                pass
+        except (MalformedMessage, IndexError, struct.error):
+            # Bytes this scanner cannot read: from here on they pass as they came, and Proton (inbound)
+            # or the client (outbound) names the protocol error.
+            out += self.pending
+            self.pending.clear()
+            self.gave_up = True
         return bytes(out)
 
-    def _next(self, out: bytearray) -> int:
-        buf = self._pending
+    def _next(self, out: bytearray) -> bool:
+        buf = self.pending
         if len(buf) < 8:
-            return 0
+            return False
         if buf[:4] == PROTOCOL_HEADER:
             out += buf[:8]
             del buf[:8]
-            return 8
+            return True
         size, doff, frame_type, channel = struct.unpack_from(">IBBH", buf, 0)
         body = doff * 4
-        if frame_type != 0 or size <= body:
-            return self._forward(out, size)
-        found = _descriptor_code(buf, body)
-        if found is None:
-            return 0
-        code, list_pos = found
-        if code not in _NUMBERED:
-            return self._forward(out, size)
-        bounds = _list_bounds(buf, list_pos)
-        if bounds is None:
-            return 0
-        first, count, end = bounds
-        if end > size:
-            return self._forward(out, size)  # malformed: Proton refuses it with the right error
-        if len(buf) < end:
-            return 0
-        if code == BEGIN:
-            self._begin(channel, buf, first, count)
-        elif code == END:
-            self._sessions.pop(channel, None)
-        else:
-            replaced = self._transfer(channel, buf, first, count, end)
-            if replaced is not None:
-                new_size = size - (end - list_pos) + len(replaced)
-                out += struct.pack(">IBBH", new_size, doff, frame_type, channel) + buf[8:list_pos] + replaced
-                del buf[:end]
-                self._pass_through = size - end
-                return self._drain_payload(out, end)
-        return self._forward(out, size)
+        if size < 8 or doff < 2:
+            raise MalformedMessage(f"not an AMQP frame header (size {size}, data offset {doff})")
+        if frame_type == 0 and size > body:
+            found = _performative(buf, body)
+            if found is None:
+                return False
+            code, first, count, end = found
+            if code in self.codes and end <= size:
+                if len(buf) < end:
+                    return False
+                replacement = self.rewrite(buf, size, channel, code, first, count, end)
+                if replacement is not None:
+                    out += replacement
+                    del buf[:end]
+                    self._pass(out, size - end)
+                    return True
+        self._pass(out, size)
+        return True
 
-    def _forward(self, out: bytearray, size: int) -> int:
-        """Pass the current frame on as it is: what is buffered now, the rest as it arrives."""
-        buf = self._pending
+    def _pass(self, out: bytearray, size: int) -> None:
+        buf = self.pending
         take = min(size, len(buf))
         out += buf[:take]
         del buf[:take]
-        self._pass_through = size - take
-        return take if take else 0
+        self.rest = size - take
 
-    def _drain_payload(self, out: bytearray, consumed: int) -> int:
-        buf = self._pending
-        take = min(self._pass_through, len(buf))
-        out += buf[:take]
-        del buf[:take]
-        self._pass_through -= take
-        return consumed
 
-    def _begin(self, channel: int, buf: bytearray, first: int, count: int) -> None:
-        # begin: remote-channel, next-outgoing-id, ...
-        session = self._sessions[channel] = _Session()
-        if count >= 2:
-            session.next_id = _uint(buf, skip_value(buf, first))
+class TransferNumbering:
+    """One connection's delivery-id fix-up, both directions."""
 
-    def _transfer(self, channel: int, buf: bytearray, first: int, count: int, end: int) -> bytes | None:
-        """The performative re-encoded with the broker's delivery-id, or None when it is already right."""
+    def __init__(self, peer: str = "") -> None:
+        self.peer = peer
+        self._sessions: dict[int, _Session] = {}  # by the client's channel
+        self._client_channel: dict[int, int] = {}  # the broker's channel → the client's channel
+        self._inbound = _FrameStream({BEGIN, TRANSFER, END}, self._rewrite_inbound)
+        self._outbound = _FrameStream({BEGIN, DISPOSITION, END}, self._rewrite_outbound)
+        self.renumbered = 0
+
+    @property
+    def held(self) -> int:
+        return len(self._inbound.pending)
+
+    def inbound(self, data: bytes) -> bytes:
+        return self._inbound.feed(data)
+
+    def outbound(self, data: bytes) -> bytes:
+        return self._outbound.feed(data)
+
+    # ----- client → Proton ----------------------------------------------------------------------
+    def _rewrite_inbound(self, buf, size, channel, code, first, count, end) -> bytes | None:
+        if code == BEGIN:
+            session = self._sessions[channel] = _Session()
+            if count >= 2:  # begin: remote-channel, next-outgoing-id, ...
+                session.next_id = _uint(buf, skip_value(buf, first))
+            return None
+        if code == END:
+            self._sessions.pop(channel, None)
+            return None
         session = self._sessions.get(channel)
         if session is None or session.next_id is None or count < 2:
             return None
@@ -186,28 +207,84 @@ class TransferNumbering:
         id_end = skip_value(buf, id_pos)
         sent_id = _uint(buf, id_pos)
         more = self._more(buf, id_end, count)
-        if handle in session.open_deliveries:
-            wanted = session.open_deliveries[handle]  # a continuation frame of an unfinished delivery
+        if handle in session.open_deliveries:  # a continuation frame of an unfinished delivery
+            wanted = session.open_deliveries[handle] if more else session.open_deliveries.pop(handle)
         elif sent_id is None:
-            return None  # not the first frame of a delivery: nothing to number
+            return None  # no delivery is open on this link: Proton says what is wrong
         else:
             wanted = session.next_id
-            session.next_id = (session.next_id + 1) % UINT_MAX
-        if more:
-            session.open_deliveries[handle] = wanted
-        else:
-            session.open_deliveries.pop(handle, None)
+            session.next_id = (wanted + 1) % SERIAL
+            if more:
+                session.open_deliveries[handle] = wanted
         if sent_id is None or sent_id == wanted:
             return None
-        self.renumbered += 1
-        items = bytes(buf[first:id_pos]) + b"\x70" + struct.pack(">I", wanted) + bytes(buf[id_end:end])
-        return b"\xd0" + struct.pack(">II", len(items) + 4, count) + items
+        if wanted not in session.client_ids:
+            session.client_ids[wanted] = sent_id
+            if len(session.client_ids) > MAX_ALIASES:  # pre-settled transfers get no disposition: forget the oldest
+                del session.client_ids[next(iter(session.client_ids))]
+            self.renumbered += 1
+            if self.renumbered == 1:
+                log.debug("delivery-ids of concurrent transfers renumbered",
+                          extra={"event": "delivery-ids-renumbered", "peer": self.peer, "deliveryId": sent_id,
+                                 "expected": wanted})
+        items = bytes(buf[first:id_pos]) + _encode_uint(wanted) + bytes(buf[id_end:end])
+        return self._frame(buf, size, end, _encode_list(items, count))
 
     @staticmethod
-    def _more(buf: bytearray, pos: int, count: int) -> bool:
+    def _more(buf, pos: int, count: int) -> bool:
         # transfer fields after delivery-id: delivery-tag, message-format, settled, more
         if count < 6:
             return False
         for _ in range(3):
             pos = skip_value(buf, pos)
         return buf[pos] == 0x41 or (buf[pos] == 0x56 and buf[pos + 1] == 1)
+
+    @staticmethod
+    def _frame(buf, size: int, end: int, performative: bytes, header_end: int | None = None) -> bytes:
+        """A frame like the one in ``buf`` with its performative replaced (the payload follows unchanged)."""
+        doff = buf[4]
+        descriptor_start = doff * 4
+        list_start = descriptor_start + (3 if buf[descriptor_start + 1] == 0x53 else 10)
+        new_size = size - (end - list_start) + len(performative)
+        return struct.pack(">I", new_size) + bytes(buf[4:list_start]) + performative
+
+    # ----- Proton → client ----------------------------------------------------------------------
+    def _rewrite_outbound(self, buf, size, channel, code, first, count, end) -> bytes | None:
+        if code == BEGIN:
+            remote = _uint(buf, first) if count >= 1 else None  # begin: remote-channel, ...
+            if remote is not None:
+                self._client_channel[channel] = remote
+            return None
+        if code == END:
+            self._client_channel.pop(channel, None)
+            return None
+        # disposition: role, first, last, settled, state, batchable
+        if count < 2 or buf[first] != 0x41:  # only the broker's answers as receiver (role = true)
+            return None
+        session = self._sessions.get(self._client_channel.get(channel, -1))
+        if session is None or not session.client_ids:
+            return None
+        first_pos = skip_value(buf, first)
+        last_pos = skip_value(buf, first_pos)
+        range_first = _uint(buf, first_pos)
+        range_last = _uint(buf, last_pos) if count >= 3 else None
+        tail_pos = skip_value(buf, last_pos) if count >= 3 else last_pos
+        settled = count >= 4 and (buf[tail_pos] == 0x41 or (buf[tail_pos] == 0x56 and buf[tail_pos + 1] == 1))
+        last = range_first if range_last is None else range_last
+        span = range(range_first, last + 1) if last >= range_first else range(range_first, range_first + 1)
+        if not any(i in session.client_ids for i in span):
+            return None
+        ids = sorted({session.client_ids.pop(i, i) if settled else session.client_ids.get(i, i) for i in span})
+        tail = bytes(buf[tail_pos:end])
+        frames = bytearray()
+        start = previous = ids[0]
+        for value in ids[1:] + [None]:
+            if value is not None and value == previous + 1:
+                previous = value
+                continue
+            items = b"\x41" + _encode_uint(start) + _encode_uint(previous) + tail
+            frames += self._frame(buf, size, end, _encode_list(items, max(count, 3)))
+            if value is not None:
+                start = previous = value
+        # Only the first frame keeps the original's payload (a disposition has none).
+        return bytes(frames)

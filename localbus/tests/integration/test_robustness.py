@@ -206,3 +206,60 @@ async def test_hundreds_of_concurrent_connections(broker):
             assert sorted(str(m) for m in got) == sorted(f"conn-{i}" for i in range(200))
             for m in got:
                 receiver.complete_message(m)
+
+
+def _broker_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("localbus") and r.levelno >= 30]
+
+
+def _detach_after_end(port: int) -> None:
+    """A real AMQP client (Proton's engine) that ends its session and then sends a DETACH on that channel."""
+    from proton import Connection, Transport
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        transport = Transport()
+        transport.sasl().allowed_mechs("ANONYMOUS")
+        connection = Connection()
+        transport.bind(connection)
+        connection.open()
+        session = connection.session()
+        session.open()
+
+        def exchange() -> None:
+            sock.settimeout(0.1)
+            for _ in range(10):
+                pending = transport.pending()
+                if pending > 0:
+                    sock.sendall(transport.peek(pending))
+                    transport.pop(pending)
+                try:
+                    data = sock.recv(65536)
+                except socket.timeout:
+                    continue
+                if data:
+                    transport.push(data)
+
+        exchange()
+        session.close()
+        exchange()
+        sock.sendall(bytes.fromhex("00000010020000000053" "16c003024341"))  # detach(handle=0, closed=true)
+        time.sleep(0.3)
+
+
+def test_ordinary_client_shutdowns_are_logged_quietly_and_garbage_still_warns(broker, caplog):
+    """A client that exits without closing its connection, and one that detaches after ending its session
+    (both what the SDK does), are an INFO line each; a garbage frame still is a WARNING."""
+    script = ("import os, sys\nfrom azure.servicebus import ServiceBusClient, ServiceBusMessage\n"
+              "client = ServiceBusClient.from_connection_string(sys.argv[1])\n"
+              "client.get_queue_sender('busy').send_messages(ServiceBusMessage('x'))\nos._exit(0)\n")
+    with caplog.at_level("INFO", logger="localbus"):
+        subprocess.run([sys.executable, "-c", script, broker.connection_string], check=True, timeout=60)
+        _detach_after_end(broker.port)
+        time.sleep(1.0)
+        quiet = [r for r in caplog.records if getattr(r, "event", None) == "client-shutdown"]
+        assert len(quiet) >= 2, [r.getMessage() for r in caplog.records]
+        assert _broker_warnings(caplog) == []
+        _raw(broker.port, b"\x00" * 1000)
+        time.sleep(0.5)
+        assert any("malformed input" in message for message in _broker_warnings(caplog))
+    _still_serves(broker)
