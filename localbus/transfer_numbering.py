@@ -99,13 +99,15 @@ def _performative(buf: bytes | bytearray, body: int) -> tuple[int, int, int, int
 
 
 class _FrameStream:
-    """Splits a byte stream into AMQP frames; ``rewrite(frame_start, size, channel, code, first, count, end)``
-    is asked about frames whose performative is in ``codes`` and returns replacement bytes or None."""
+    """Splits a byte stream into AMQP frames; ``rewrite(frame, size, channel, code, first, count, end)`` is asked
+    about frames whose performative is in ``codes`` (``frame`` a view starting at the frame) and returns
+    replacement bytes for the frame up to ``end`` or None. Unchanged bytes are handed on without copying
+    frame by frame: this runs on every byte the broker reads and writes."""
 
     def __init__(self, codes: set[int], rewrite) -> None:
         self.codes = codes
         self.rewrite = rewrite
-        self.pending = bytearray()
+        self.pending = b""  # the start of a frame whose header or performative is not complete yet
         self.rest = 0  # bytes of the current frame still to come, passed on unchanged
         self.gave_up = False
 
@@ -113,59 +115,60 @@ class _FrameStream:
         if self.gave_up or (not self.pending and self.rest >= len(data)):
             self.rest = max(0, self.rest - len(data))
             return data
-        out = bytearray()
-        if self.rest:
-            take = min(self.rest, len(data))
-            out += data[:take]
-            self.rest -= take
-            data = data[take:]
-        self.pending += data
+        buf = self.pending + data if self.pending else data
+        self.pending = b""
         try:
-            while self.pending and self._next(out):
-                pass
+            return self._scan(buf)
         except (MalformedMessage, IndexError, struct.error):
             # Bytes this scanner cannot read: from here on they pass as they came, and Proton (inbound)
             # or the client (outbound) names the protocol error.
-            out += self.pending
-            self.pending.clear()
             self.gave_up = True
-        return bytes(out)
+            return buf
 
-    def _next(self, out: bytearray) -> bool:
-        buf = self.pending
-        if len(buf) < 8:
-            return False
-        if buf[:4] == PROTOCOL_HEADER:
-            out += buf[:8]
-            del buf[:8]
-            return True
-        size, doff, frame_type, channel = struct.unpack_from(">IBBH", buf, 0)
-        body = doff * 4
-        if size < 8 or doff < 2:
-            raise MalformedMessage(f"not an AMQP frame header (size {size}, data offset {doff})")
-        if frame_type == 0 and size > body:
-            found = _performative(buf, body)
-            if found is None:
-                return False
-            code, first, count, end = found
-            if code in self.codes and end <= size:
-                if len(buf) < end:
-                    return False
-                replacement = self.rewrite(buf, size, channel, code, first, count, end)
-                if replacement is not None:
-                    out += replacement
-                    del buf[:end]
-                    self._pass(out, size - end)
-                    return True
-        self._pass(out, size)
-        return True
-
-    def _pass(self, out: bytearray, size: int) -> None:
-        buf = self.pending
-        take = min(size, len(buf))
-        out += buf[:take]
-        del buf[:take]
-        self.rest = size - take
+    def _scan(self, buf: bytes) -> bytes:
+        parts: list[bytes] = []
+        length = len(buf)
+        pos = min(self.rest, length)
+        self.rest -= pos
+        flushed = 0  # buf[flushed:pos] is unchanged output not yet put in parts
+        view = None
+        while length - pos >= 8:
+            if buf[pos:pos + 4] == PROTOCOL_HEADER:
+                pos += 8
+                continue
+            size, doff, frame_type, channel = struct.unpack_from(">IBBH", buf, pos)
+            if size < 8 or doff < 2:
+                raise MalformedMessage(f"not an AMQP frame header (size {size}, data offset {doff})")
+            body = doff * 4
+            if frame_type == 0 and size > body:
+                if length - pos < body + 3:
+                    break
+                descriptor = buf[pos + body + 1]
+                code = buf[pos + body + 2] if descriptor == 0x53 else -1
+                if code in self.codes:
+                    if view is None:
+                        view = memoryview(buf)
+                    frame = view[pos:]
+                    found = _performative(frame, body)
+                    if found is None:
+                        break
+                    _, first, count, end = found
+                    if end <= size:
+                        if length - pos < end:
+                            break
+                        replacement = self.rewrite(frame, size, channel, code, first, count, end)
+                        if replacement is not None:
+                            parts.append(buf[flushed:pos])
+                            parts.append(replacement)
+                            flushed = pos + end
+            if pos + size > length:
+                self.rest = pos + size - length
+                pos = length
+                break
+            pos += size
+        parts.append(buf[flushed:pos])
+        self.pending = buf[pos:]
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class TransferNumbering:
