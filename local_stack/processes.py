@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import IO
 
+from local_servers.children import die_with_parent
 from service_platform.logs import console_line
 
 
@@ -32,6 +33,7 @@ class ChildProcess:
             [sys.executable, *self.args], cwd=self.cwd, env=self.env, text=True, bufsize=1,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches the stack only; it stops children in order
+            preexec_fn=die_with_parent,  # a killed supervisor leaves no child holding a port
         )
         threading.Thread(target=self._pump, args=(self.process,), daemon=True, name=f"log-{self.name}").start()
 

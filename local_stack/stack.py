@@ -17,7 +17,7 @@ from localbus.embedded import connection_string_for
 from service_platform.notify_tokens import DEV_NOTIFY_TOKEN_SECRET
 from websocket_service.settings import DEV_INTERNAL_SECRET
 from local_stack.processes import ChildProcess
-from local_servers.ports import free_port, wait_for_port
+from local_servers.ports import ensure_ports_free, free_port, wait_for_port
 from local_servers.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,6 +106,7 @@ class LocalStack:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
+        ensure_ports_free(self._ports_to_bind())
         self._start_redis()
         self._start_broker()
         self.env = self._environment()
@@ -116,6 +117,16 @@ class LocalStack:
             ws = self._child(f"ws-{index}", ["-m", "websocket_service"], self._websocket_env(index, port))
             self.websockets.append(ws)
             self.start_websocket(index)
+
+    def _ports_to_bind(self) -> dict[str, int]:
+        ports = {"Functions host": self.ports.host}
+        ports.update({f"WebSocket service {i}": port for i, port in enumerate(self.ports.websocket)})
+        if not (self._overrides.get("ServiceBusConnection")
+                or self._overrides.get("ServiceBusConnection__fullyQualifiedNamespace")):
+            ports.update({"broker": self.ports.broker, "broker stats": self.ports.broker_http})
+        if not self._overrides.get("REDIS_URL"):
+            ports["Redis"] = self.ports.redis
+        return ports
 
     def stop(self) -> None:
         for child in [*self.websockets, self.host, self.broker]:
