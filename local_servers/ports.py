@@ -60,7 +60,8 @@ def process_listening_on(port: int) -> str | None:
         try:
             for fd in (entry / "fd").iterdir():
                 if os.readlink(fd) in wanted:
-                    command = " ".join((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").split())
+                    raw = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+                    command = " ".join(raw.decode(errors="replace").split())
                     return f"pid {entry.name} ({command[:120]})"
         except OSError:
             continue
