@@ -7,7 +7,7 @@ import logging
 import azure.functions as func
 
 from function_app.problems import problem
-from orders.domain.errors import OrderNotFound, TransientError
+from orders.domain.errors import IdempotencyKeyReused, OrderNotFound, TransientError
 from orders.validation import MAX_BODY_BYTES, InvalidCorrelationId, InvalidRequest, MalformedJson
 
 log = logging.getLogger("function_app")
@@ -50,6 +50,9 @@ def problem_for(error: Exception) -> func.HttpResponse:
                            kind="validation-error", errors=error.errors)
         case InvalidCorrelationId():
             return problem(400, "Malformed correlationId", str(error), kind="malformed-correlation-id")
+        case IdempotencyKeyReused():
+            return problem(409, "Idempotency-Key reused", str(error), kind="idempotency-key-reused",
+                           correlationId=error.correlation_id)
         case OrderNotFound():
             return problem(404, "Order not found", str(error), kind="order-not-found")
         case TransientError():

@@ -22,6 +22,7 @@ from orders.json_contracts import iso_utc
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "orders:accepted:"
+IDEMPOTENCY_PREFIX = "orders:idempotency:"
 
 
 class RedisAcceptedRecordStore:
@@ -80,6 +81,23 @@ class RedisAcceptedRecordStore:
         return AcceptedRecord(correlation_id=data["correlationId"], customer_id=data["customerId"],
                               currency=data["currency"],
                               accepted_at=datetime.fromisoformat(data["acceptedAt"].replace("Z", "+00:00")))
+
+    async def claim_idempotency_key(self, correlation_id: str, fingerprint: str, ttl_seconds: int) -> str | None:
+        """``SET NX`` of the fingerprint under the key's correlationId: the first request binds it."""
+        if time.monotonic() < self._skip_until:
+            raise TransientError("Redis, which remembers Idempotency-Keys, is not answering")
+        key = IDEMPOTENCY_PREFIX + correlation_id
+        try:
+            if await self._redis.set(key, fingerprint, nx=True, ex=ttl_seconds):
+                return None
+            bound = await self._redis.get(key)
+        except Exception as error:
+            self._trip(error, correlation_id)
+            raise TransientError(f"Redis, which remembers Idempotency-Keys, did not answer: {error}") from error
+        if bound is None:  # expired between the two calls: bind again
+            return await self.claim_idempotency_key(correlation_id, fingerprint, ttl_seconds)
+        bound = bound.decode() if isinstance(bound, bytes) else bound
+        return None if bound == fingerprint else bound
 
     async def ping(self) -> None:
         """Raise unless Redis answers (health checks go past the circuit breaker)."""

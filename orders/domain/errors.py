@@ -36,3 +36,13 @@ class OrderNotFound(Exception):
     def __init__(self, correlation_id: str) -> None:
         super().__init__(f"no order was accepted with correlationId {correlation_id}")
         self.correlation_id = correlation_id
+
+
+class IdempotencyKeyReused(Exception):
+    """The customer used this ``Idempotency-Key`` for a different order; nothing was accepted (``409``)."""
+
+    def __init__(self, correlation_id: str) -> None:
+        super().__init__(
+            "this Idempotency-Key was already used by this customer for a different order "
+            f"(correlationId {correlation_id}); send that order's body again, or use a new key for a new order")
+        self.correlation_id = correlation_id

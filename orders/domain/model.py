@@ -5,6 +5,7 @@ Money is ``Decimal`` end to end; prices come from the catalog, never from the cl
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -119,6 +120,13 @@ def clip_reason(reason: str | None) -> str | None:
     if reason is None or len(reason) <= MAX_REASON_LENGTH:
         return reason
     return reason[: MAX_REASON_LENGTH - 1] + "…"
+
+
+def request_fingerprint(customer_id: str, currency: str, items: Iterable[OrderLine]) -> str:
+    """What makes two submissions the same order: customer, currency and the merged quantity per SKU (a
+    repeated SKU or another line order is the same order). A hex digest, safe to keep outside the core."""
+    lines = ",".join(f"{sku}={quantity}" for sku, quantity in merge_quantities(items))
+    return hashlib.sha256(f"{customer_id}\n{currency}\n{lines}".encode()).hexdigest()
 
 
 def correlation_id_for(customer_id: str, idempotency_key: str | None) -> str:

@@ -91,6 +91,13 @@ class AcceptedRecordStore(Protocol):
 
     async def get_accepted(self, correlation_id: str) -> AcceptedRecord | None: ...
 
+    async def claim_idempotency_key(self, correlation_id: str, fingerprint: str, ttl_seconds: int) -> str | None:
+        """Bind the order of an Idempotency-Key (its correlationId) to a request fingerprint, atomically.
+
+        Returns None when this call bound it or it was bound to the same fingerprint, else the fingerprint
+        it is bound to. Raises when the store cannot answer (the caller then accepts without the check).
+        """
+
 
 class Clock(Protocol):
     def now(self) -> datetime:

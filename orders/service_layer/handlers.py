@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from orders.domain.commands import MarkOrderFailed, ProcessOrder, SubmitOrder
-from orders.domain.errors import DuplicateOrder, OrderNotFound, TransientError
+from orders.domain.errors import DuplicateOrder, IdempotencyKeyReused, OrderNotFound, TransientError
 from orders.domain.events import OrderStatusChanged
 from orders.domain.model import (
     AcceptedRecord,
@@ -27,6 +27,7 @@ from orders.domain.model import (
     merge_quantities,
     out_of_stock,
     price_order,
+    request_fingerprint,
 )
 from orders.domain.ports import (
     Clock,
@@ -72,6 +73,8 @@ async def submit_order(
     orders while Redis is down, only status reads before processing lose their answer.
     """
     correlation_id = correlation_id_for(command.customer_id, command.idempotency_key)
+    if command.idempotency_key is not None:
+        await _bind_idempotency_key(command, correlation_id, accepted_records, options.correlation_ttl_seconds)
     accepted_at = clock.now()
     message = OrderMessage(
         correlation_id=correlation_id,
@@ -92,6 +95,25 @@ async def submit_order(
     token = issue_notify_token(
         options.notify_token_secret, correlation_id, options.notify_token_ttl_seconds, now=accepted_at.timestamp())
     return Accepted(correlation_id=correlation_id, notify_token=token)
+
+
+async def _bind_idempotency_key(command: SubmitOrder, correlation_id: str, accepted_records: AcceptedRecordStore,
+                                ttl_seconds: int) -> None:
+    """A key names one order: the same key with another body is refused (``IdempotencyKeyReused``).
+
+    The binding lives as long as the Accepted record. When the store cannot answer, the order is accepted
+    without the check (fail open): a different body under a reused key is then dropped by the broker's
+    duplicate detection, as before this check existed.
+    """
+    fingerprint = request_fingerprint(command.customer_id, command.currency, command.items)
+    try:
+        bound = await accepted_records.claim_idempotency_key(correlation_id, fingerprint, ttl_seconds)
+    except Exception as error:  # noqa: BLE001 - fail open by contract, whatever the store raises
+        log.warning("Idempotency-Key not checked against earlier bodies: %s", error,
+                    extra={"correlationId": correlation_id, "error": type(error).__name__})
+        return
+    if bound is not None and bound != fingerprint:
+        raise IdempotencyKeyReused(correlation_id)
 
 
 def process_order(

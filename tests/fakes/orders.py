@@ -134,12 +134,19 @@ class FakeMessagePublisher:
 class FakeAcceptedRecordStore:
     def __init__(self) -> None:
         self.records: dict[str, tuple[AcceptedRecord, int]] = {}
+        self.idempotency_keys: dict[str, str] = {}
         self.down = False
 
     async def record_accepted(self, record: AcceptedRecord, ttl_seconds: int) -> None:
         if self.down:
             raise ConnectionError("the fake registry is unreachable")
         self.records[record.correlation_id] = (record, ttl_seconds)
+
+    async def claim_idempotency_key(self, correlation_id: str, fingerprint: str, ttl_seconds: int) -> str | None:
+        if self.down:
+            raise ConnectionError("the fake registry is unreachable")
+        bound = self.idempotency_keys.setdefault(correlation_id, fingerprint)
+        return None if bound == fingerprint else bound
 
     async def get_accepted(self, correlation_id: str) -> AcceptedRecord | None:
         if self.down:

@@ -151,3 +151,19 @@ def test_a_poison_message_is_dead_lettered_and_its_order_marked_failed(stack: Lo
     assert "not valid JSON" in final["reason"]
     assert "MaxDeliveryCountExceeded" in final["reason"]
     assert final["orderId"] is None
+
+
+def test_the_same_idempotency_key_with_another_body_is_409_and_changes_nothing(api: httpx.Client,
+                                                                             database: OrdersDatabase) -> None:
+    key = f"key-{uuid.uuid4()}"
+    first = api.post("/orders", json=order_body("c-idem-2", ("SKU-4", 1)), headers={"Idempotency-Key": key})
+    final = wait_for_final_status(api, first.json()["correlationId"])
+    stock = database.stock("SKU-4")
+    other = api.post("/orders", json=order_body("c-idem-2", ("SKU-4", 2)), headers={"Idempotency-Key": key})
+
+    assert first.status_code == 202 and other.status_code == 409
+    assert other.headers["content-type"].startswith("application/problem+json")
+    assert other.json()["correlationId"] == first.json()["correlationId"]
+    assert "use a new key" in other.json()["detail"]
+    assert wait_for_final_status(api, first.json()["correlationId"]) == final
+    assert database.stock("SKU-4") == stock and database.orders_for(first.json()["correlationId"]) == 1

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from orders.json_contracts import status_json
+from orders.domain.errors import IdempotencyKeyReused
 from orders.domain import (
     MarkOrderFailed,
     OrderLine,
@@ -120,6 +121,34 @@ async def test_intake_keeps_accepting_orders_while_the_registry_is_down(clock, c
     assert [m.correlation_id for m in publisher.messages] == [accepted.correlation_id]
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert warning.correlationId == accepted.correlation_id
+
+
+async def test_the_same_key_with_another_body_is_refused_before_anything_is_sent(clock):
+    publisher, registry = FakeMessagePublisher(), FakeAcceptedRecordStore()
+    first = SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 2), OrderLine("SKU-2", 1)), idempotency_key="k-1")
+    reordered = SubmitOrder("c-1", "EUR", (OrderLine("SKU-2", 1), OrderLine("SKU-1", 1), OrderLine("SKU-1", 1)),
+                            idempotency_key="k-1")
+    other = SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 3),), idempotency_key="k-1")
+    accepted = await submit_order(first, publisher=publisher, accepted_records=registry, clock=clock, options=OPTIONS)
+    again = await submit_order(reordered, publisher=publisher, accepted_records=registry, clock=clock,
+                               options=OPTIONS)
+    with pytest.raises(IdempotencyKeyReused) as refused:
+        await submit_order(other, publisher=publisher, accepted_records=registry, clock=clock, options=OPTIONS)
+    assert again.correlation_id == accepted.correlation_id == refused.value.correlation_id
+    assert len(publisher.messages) == 2  # the refused body never reached the broker
+    # Another customer may use the same key for anything.
+    await submit_order(SubmitOrder("c-2", "EUR", other.items, idempotency_key="k-1"), publisher=publisher,
+                       accepted_records=registry, clock=clock, options=OPTIONS)
+
+
+async def test_a_key_is_accepted_unchecked_while_the_store_is_down(clock, caplog):
+    publisher, registry = FakeMessagePublisher(), FakeAcceptedRecordStore()
+    registry.down = True
+    with caplog.at_level(logging.WARNING, logger="orders.service_layer"):
+        accepted = await submit_order(SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 1),), idempotency_key="k"),
+                                      publisher=publisher, accepted_records=registry, clock=clock, options=OPTIONS)
+    assert [m.correlation_id for m in publisher.messages] == [accepted.correlation_id]
+    assert any("not checked" in r.getMessage() for r in caplog.records)
 
 
 # -- processing --------------------------------------------------------------------------------------------

@@ -45,3 +45,27 @@ def test_concurrent_records_are_each_stored_with_their_ttl_in_few_round_trips(re
     assert sets == CONCURRENT
     # One SET per call would need a pooled connection per concurrent call; batches need a handful.
     assert connections < CONCURRENT // 10
+
+
+def test_an_idempotency_key_binds_to_the_first_body_even_under_concurrent_claims(redis_server) -> None:
+    correlation_id = str(uuid.uuid4())
+
+    async def scenario() -> tuple[list[str | None], str | None, str | None, int]:
+        client = redis_client(redis_server.url)
+        store = RedisAcceptedRecordStore(client)
+        try:
+            # Ten concurrent requests, two different bodies: exactly one body wins the key.
+            claims = await asyncio.gather(*(store.claim_idempotency_key(correlation_id, f"body-{n % 2}", 90_000)
+                                            for n in range(10)))
+            winner = await client.get(f"orders:idempotency:{correlation_id}")
+            same_again = await store.claim_idempotency_key(correlation_id, winner.decode(), 90_000)
+            ttl = await client.ttl(f"orders:idempotency:{correlation_id}")
+            return claims, winner.decode(), same_again, ttl
+        finally:
+            await client.aclose()
+
+    claims, winner, same_again, ttl = asyncio.run(scenario())
+    loser = "body-1" if winner == "body-0" else "body-0"
+    assert sorted(claims, key=str) == sorted([None] * 5 + [winner] * 5, key=str)
+    assert same_again is None and 0 < ttl <= 90_000
+    assert loser not in claims
