@@ -117,6 +117,7 @@ class EventLoop:
         self._conns: dict[int, _Conn] = {}
         self._by_transport: dict[int, _Conn] = {}
         self._to_write: set[_Conn] = set()
+        self._backlogged: set[_Conn] = set()  # connections with input Proton had no room for
         self._running = True
         self._next_tick = 0.0
         self._next_engine_tick = 0.0
@@ -257,28 +258,32 @@ class EventLoop:
                 return
             received = len(data)
             conn.backlog = conn.numbering.inbound(data)
-            self._push(conn)
+            if conn.backlog:
+                self._push(conn)
             self._to_write.add(conn)
             if received < wanted:
                 return
 
-    @staticmethod
-    def _push(conn: _Conn) -> None:
-        """Hand Proton as much of the connection's pending input as it has room for."""
+    def _push(self, conn: _Conn) -> None:
+        """Hand Proton as much of the connection's pending input as it has room for; what does not fit is
+        tried again at the end of every loop turn."""
         data = conn.backlog
-        if not data:
-            return
         room = conn.transport.capacity()
-        if room <= 0:
-            return
-        conn.transport.push(data[:room])
-        conn.backlog = data[room:]
+        if room > 0:
+            conn.transport.push(data[:room])
+            conn.backlog = data = data[room:]
+        if data:
+            self._backlogged.add(conn)
+        else:
+            self._backlogged.discard(conn)
 
     def _push_backlogs(self) -> None:
-        for conn in list(self._conns.values()):
-            if conn.backlog and not conn.closed:
-                self._push(conn)
-                self._to_write.add(conn)
+        for conn in list(self._backlogged):
+            if conn.closed:
+                self._backlogged.discard(conn)
+                continue
+            self._push(conn)
+            self._to_write.add(conn)
 
     def _write_all(self) -> None:
         if not self._to_write:
