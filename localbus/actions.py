@@ -11,7 +11,7 @@ from proton import Condition, Delivery, Message, symbol
 
 from .link_state import ConnectionState
 
-VENDOR = "com.microsoft:"
+VENDOR = "com.microsoft:"  # the prefix of Service Bus' own AMQP symbols
 
 
 def condition(name: str, description: str | None) -> Condition:

@@ -129,7 +129,7 @@ _UNPACK = {0x60: ">H", 0x61: ">h", 0x70: ">I", 0x71: ">i", 0x72: ">f", 0x80: ">Q
 
 
 def _value(buf: bytes, pos: int):
-    """Decode the primitive value at ``pos`` (what message headers and properties hold)."""
+    """Decode the primitive value at ``pos`` (what message headers, properties and performatives hold)."""
     code = buf[pos]
     if code == 0x40:
         return None
@@ -164,6 +164,9 @@ def _value(buf: bytes, pos: int):
     if code == 0x00:  # described value: keep the value
         return _value(buf, _skip(buf, pos + 1))
     raise MalformedMessage(f"unexpected AMQP type code 0x{code:02x} in a message header field")
+
+
+read_value = _value
 
 
 def _list_items(buf: bytes, vstart: int, wanted: int) -> list:

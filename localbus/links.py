@@ -9,7 +9,7 @@ import time
 from proton import Endpoint, Link, Terminus, symbol
 
 from .authorization import AuthError, authorize
-from .actions import condition
+from .actions import VENDOR, condition
 from .deliveries import Deliveries
 from .entities import Consumer, Entity, Session
 from .errors import InvalidRequest, SessionCannotBeLocked, StoreError
@@ -18,7 +18,6 @@ from .store import Store
 
 log = logging.getLogger("localbus.amqp")
 
-VENDOR = "com.microsoft:"
 SESSION_FILTER = symbol(VENDOR + "session-filter")
 LOCKED_UNTIL_UTC = symbol(VENDOR + "locked-until-utc")
 TIMEOUT_PROP = symbol(VENDOR + "timeout")

@@ -11,12 +11,12 @@ from typing import Any
 from proton import Message, symbol, timestamp
 
 from . import codec
+from .actions import VENDOR
 from .entities import Consumer, Outcome, StoredMessage
 from .errors import InvalidRequest, StoreError
 from .link_state import LinkState
 from .store import Store
 
-VENDOR = "com.microsoft:"
 DOTNET_MAX_DATETIME_MS = 253402300800000
 
 Encoder = Callable[[StoredMessage, "float | None"], bytes]

@@ -23,7 +23,7 @@ import logging
 import struct
 from dataclasses import dataclass, field
 
-from .codec import MalformedMessage, skip_value
+from .codec import MalformedMessage, read_value, skip_value
 
 log = logging.getLogger("localbus.amqp")
 
@@ -41,19 +41,11 @@ class _Session:
 
 
 def _uint(buf: bytes | bytearray, pos: int) -> int | None:
-    """An unsigned integer field (uint or ushort in any of its encodings), or None for null."""
-    code = buf[pos]
-    if code == 0x40:
-        return None
-    if code == 0x43:
-        return 0
-    if code == 0x52:
-        return buf[pos + 1]
-    if code == 0x70:
-        return struct.unpack_from(">I", buf, pos + 1)[0]
-    if code == 0x60:  # ushort: channel numbers
-        return struct.unpack_from(">H", buf, pos + 1)[0]
-    raise MalformedMessage(f"expected a uint at offset {pos}, found type 0x{code:02x}")
+    """An unsigned integer field (any of its encodings), or None for null."""
+    value = read_value(buf, pos)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise MalformedMessage(f"expected an unsigned integer at offset {pos}, found {value!r}")
+    return value
 
 
 def _encode_uint(value: int) -> bytes:
@@ -240,10 +232,10 @@ class TransferNumbering:
             return False
         for _ in range(3):
             pos = skip_value(buf, pos)
-        return buf[pos] == 0x41 or (buf[pos] == 0x56 and buf[pos + 1] == 1)
+        return read_value(buf, pos) is True
 
     @staticmethod
-    def _frame(buf, size: int, end: int, performative: bytes, header_end: int | None = None) -> bytes:
+    def _frame(buf, size: int, end: int, performative: bytes) -> bytes:
         """A frame like the one in ``buf`` with its performative replaced (the payload follows unchanged)."""
         doff = buf[4]
         descriptor_start = doff * 4
@@ -262,7 +254,7 @@ class TransferNumbering:
             self._client_channel.pop(channel, None)
             return None
         # disposition: role, first, last, settled, state, batchable
-        if count < 2 or buf[first] != 0x41:  # only the broker's answers as receiver (role = true)
+        if count < 2 or read_value(buf, first) is not True:  # only the broker's answers as receiver (role true)
             return None
         session = self._sessions.get(self._client_channel.get(channel, -1))
         if session is None or not session.client_ids:
@@ -272,7 +264,7 @@ class TransferNumbering:
         range_first = _uint(buf, first_pos)
         range_last = _uint(buf, last_pos) if count >= 3 else None
         tail_pos = skip_value(buf, last_pos) if count >= 3 else last_pos
-        settled = count >= 4 and (buf[tail_pos] == 0x41 or (buf[tail_pos] == 0x56 and buf[tail_pos + 1] == 1))
+        settled = count >= 4 and read_value(buf, tail_pos) is True
         last = range_first if range_last is None else range_last
         span = range(range_first, last + 1) if last >= range_first else range(range_first, range_first + 1)
         if not any(i in session.client_ids for i in span):
@@ -289,5 +281,5 @@ class TransferNumbering:
             frames += self._frame(buf, size, end, _encode_list(items, max(count, 3)))
             if value is not None:
                 start = previous = value
-        # Only the first frame keeps the original's payload (a disposition has none).
+        # A disposition has no payload, so the frames are whole: nothing of the original follows them.
         return bytes(frames)
