@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from service_platform.azure_identity import close_process_credential
+
 from .app_settings import LocalSettings, apply_local_settings, selected_function_names
 from .connections import resolve_connection
 from .errors import HostConfigurationError
@@ -238,6 +240,7 @@ class FunctionsHost:
         if not self.drained:
             log.warning("Invocations were still running at the shutdown timeout; exiting without them.")
         self.invoker.close()
+        close_process_credential()  # the listeners' identity-based clients shared it
         self.state = "Stopped"
         log.info("Stopped.")
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from service_platform.azure_identity import close_process_credential
 from websocket_service.forwarder import HttpEventForwarder
 from websocket_service.gateway import SocketGateway
 from websocket_service.notifier import StatusNotifier
@@ -64,6 +65,7 @@ class Services:
                 await closable.aclose()
         if self.api_client is not None:
             await self.api_client.aclose()
+        close_process_credential()  # the status consumer's identity-based clients shared it
         log.info("stopped", extra={"instanceId": self.settings.instance_id})
 
 
