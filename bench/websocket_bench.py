@@ -114,7 +114,7 @@ async def client(url: str, count: int, orders: int, wave: int) -> None:
 
     Commands: ``expect N`` (collect N status frames, report latencies), ``close``.
     """
-    from service_platform.notify_tokens import issue_notify_token
+    from service_platform.notify_tokens import DEFAULT_KEY_ID, NotifyTokenSigner
     from websockets.asyncio.client import connect
 
     raise_file_limit()
@@ -126,7 +126,7 @@ async def client(url: str, count: int, orders: int, wave: int) -> None:
     async def open_one() -> None:
         nonlocal opened, failed
         mine = [str(uuid.uuid4()) for _ in range(orders)]
-        token = issue_notify_token(secret, mine[0], 3600)
+        token = NotifyTokenSigner(DEFAULT_KEY_ID, secret).issue(mine[0], 3600)
         try:
             ws = await connect(f"{url}?correlationId={mine[0]}&token={token}", proxy=None, compression=None,
                                open_timeout=60, ping_interval=None, max_queue=None)
@@ -135,7 +135,7 @@ async def client(url: str, count: int, orders: int, wave: int) -> None:
             return
         for cid in mine[1:]:
             await ws.send(json.dumps({"action": "subscribe", "correlationId": cid,
-                                      "token": issue_notify_token(secret, cid, 3600)}))
+                                      "token": NotifyTokenSigner(DEFAULT_KEY_ID, secret).issue(cid, 3600)}))
         sockets.append(ws)
         ids.append(mine)
         opened += 1

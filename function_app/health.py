@@ -1,4 +1,5 @@
-"""HTTP trigger: ``GET /api/health``, the broker, SQL and Redis each checked within a short timeout."""
+"""HTTP triggers: liveness (``GET /api/health``, public, detail-free) and readiness with each dependency's
+state (``GET /api/internal/ready``, for probes and operators; the ingress does not expose ``/api/internal``)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,14 @@ async def check_dependencies(svc: OrderService) -> dict[str, str]:
 @blueprint.function_name("health")
 @blueprint.route(route="health", methods=["GET"])
 async def health(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response({"status": "ok"})
+
+
+@blueprint.function_name("readiness")
+@blueprint.route(route="internal/ready", methods=["GET"])
+async def readiness(req: func.HttpRequest) -> func.HttpResponse:
     checks = await check_dependencies(order_service())
     down = sorted(name for name, result in checks.items() if result != "ok")
     if down:
-        return problem(503, "Unhealthy", f"not answering: {', '.join(down)}", kind="unhealthy", checks=checks)
-    return json_response({"status": "healthy", "checks": checks})
+        return problem(503, "Not ready", f"not answering: {', '.join(down)}", kind="not-ready", checks=checks)
+    return json_response({"status": "ready", "checks": checks})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from function_app.callers import authenticate
 from function_app.http_errors import json_body, problem_for
 from function_app.responses import accepted_response
 from orders.bootstrap import order_service
@@ -16,9 +17,10 @@ blueprint = func.Blueprint()
 @blueprint.route(route="orders", methods=["POST"])
 async def submit_order(req: func.HttpRequest) -> func.HttpResponse:
     try:
-        key = parse_idempotency_key(req.headers.get("idempotency-key"))
-        command = parse_order_body(json_body(req)).to_command(key, req.headers.get("traceparent"))
         svc = order_service()
+        caller = await authenticate(req, svc)
+        key = parse_idempotency_key(req.headers.get("idempotency-key"))
+        command = parse_order_body(json_body(req)).to_command(caller, key, req.headers.get("traceparent"))
         accepted = await svc.submit_order(command)
     except Exception as error:
         return problem_for(error)

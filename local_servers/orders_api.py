@@ -11,6 +11,36 @@ from sqlalchemy import create_engine, text
 TERMINAL_STATUSES = frozenset({"Completed", "Rejected", "Failed"})
 
 
+def development_token(identity_url: str, user: str | None = None) -> str:
+    """An access token from the local identity provider: a development user's, or the backend's (None)."""
+    from local_identity.directory import DEV_BACKEND_CLIENT_ID, DEV_BACKEND_CLIENT_SECRET
+
+    form = ({"grant_type": "password", "username": user} if user else
+            {"grant_type": "client_credentials", "client_id": DEV_BACKEND_CLIENT_ID,
+             "client_secret": DEV_BACKEND_CLIENT_SECRET})
+    response = httpx.post(f"{identity_url}/token", data=form, timeout=10)
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+class BackendAndOperatorAuth(httpx.Auth):
+    """Signs traffic that drives many customers in: orders as the development backend (which names the
+    customer in the body), reads as the development operator (who may read any order)."""
+
+    def __init__(self, identity_url: str) -> None:
+        self._identity_url = identity_url
+        self._tokens: dict[str, str] = {}
+
+    def _token(self, who: str) -> str:
+        if who not in self._tokens:
+            self._tokens[who] = development_token(self._identity_url, None if who == "backend" else who)
+        return self._tokens[who]
+
+    def auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+        request.headers["Authorization"] = f"Bearer {self._token('backend' if request.method == 'POST' else 'olivia')}"
+        yield request
+
+
 def order_body(customer: str = "c-1", *items: tuple[str, int], currency: str = "EUR") -> dict[str, object]:
     """A ``POST /api/orders`` body; one unit of SKU-1 when no items are given."""
     return {"customerId": customer, "currency": currency,

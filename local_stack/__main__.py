@@ -38,7 +38,10 @@ def main() -> int:
     print(
         "\nThe system is running:\n"
         f"  Order page (browser)     {stack.page_url}\n"
-        f"  Orders API               {stack.api_url}/orders, {stack.api_url}/products, {stack.api_url}/health\n"
+        f"  Orders API               {stack.api_url}/orders, {stack.api_url}/products, {stack.api_url}/openapi.json\n"
+        + (f"  Sign-in (development)    {stack.identity_url}; a token for curl: "
+           ".venv/bin/python -m local_identity token alice\n" if stack.identity else
+           f"  Sign-in                  {stack.env['AUTH_ISSUER']}\n") +
         f"  WebSocket notifications  {', '.join(stack.ws_url(i) for i in range(len(ports.websocket)))}\n"
         f"  Broker                   {broker}" + (f", queues at {stack.broker_status_url}" if stack.broker else "") + "\n"
         f"  Redis                    {stack.redis_kind} on {stack.env['REDIS_URL']}\n"
@@ -46,7 +49,7 @@ def main() -> int:
         f"  Logs                     {stack.log_dir}\n"
         "Press Ctrl-C to stop.\n", flush=True)
     while not stopping.wait(1.0):
-        for child in [stack.broker, stack.host, *stack.websockets]:
+        for child in [stack.identity, stack.broker, stack.host, *stack.websockets]:
             if child is not None and not child.running:
                 print(f"\nerror: {child.name} stopped unexpectedly; its log ends with:\n{child.tail()}",
                       file=sys.stderr)

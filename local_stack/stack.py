@@ -13,6 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from local_identity.directory import (
+    DEV_AUDIENCE,
+    DEV_BACKEND_CLIENT_ID,
+    DEV_BACKEND_CLIENT_SECRET,
+    DEV_WEBSOCKET_CLIENT_ID,
+    DEV_WEBSOCKET_CLIENT_SECRET,
+)
 from localbus.embedded import connection_string_for
 from service_platform.notify_tokens import DEV_NOTIFY_TOKEN_SECRET
 from websocket_service.settings import DEV_INTERNAL_SECRET
@@ -30,11 +37,12 @@ class StackPorts:
     broker: int = 5682
     broker_http: int = 5683
     redis: int = 6380
+    identity: int = 7075
 
     @classmethod
     def free(cls, websocket_instances: int = 1) -> StackPorts:
         return cls(host=free_port(), websocket=tuple(free_port() for _ in range(websocket_instances)),
-                   broker=free_port(), broker_http=free_port(), redis=free_port())
+                   broker=free_port(), broker_http=free_port(), redis=free_port(), identity=free_port())
 
 
 @dataclass
@@ -80,6 +88,7 @@ class LocalStack:
         self.redis_kind = ""
         self.broker: ChildProcess | None = None
         self.host: ChildProcess | None = None
+        self.identity: ChildProcess | None = None
         self.websockets: list[ChildProcess] = []
         self.env: dict[str, str] = {}
 
@@ -96,6 +105,10 @@ class LocalStack:
         return f"ws://127.0.0.1:{self.ports.websocket[instance]}/ws"
 
     @property
+    def identity_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.identity}"
+
+    @property
     def broker_status_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.broker_http}/queues"
 
@@ -109,6 +122,7 @@ class LocalStack:
         ensure_ports_free(self._ports_to_bind())
         self._start_redis()
         self._start_broker()
+        self._start_identity_provider()
         self.env = self._environment()
         self._migrate_and_seed()
         self.host = self._child("host", self._host_args())
@@ -120,6 +134,8 @@ class LocalStack:
 
     def _ports_to_bind(self) -> dict[str, int]:
         ports = {"Functions host": self.ports.host}
+        if not self._overrides.get("AUTH_ISSUER"):
+            ports["identity provider"] = self.ports.identity
         ports.update({f"WebSocket service {i}": port for i, port in enumerate(self.ports.websocket)})
         if not (self._overrides.get("ServiceBusConnection")
                 or self._overrides.get("ServiceBusConnection__fullyQualifiedNamespace")):
@@ -129,7 +145,7 @@ class LocalStack:
         return ports
 
     def stop(self) -> None:
-        for child in [*self.websockets, self.host, self.broker]:
+        for child in [*self.websockets, self.host, self.broker, self.identity]:
             if child is not None:
                 child.stop()
         if self.redis is not None:
@@ -193,6 +209,39 @@ class LocalStack:
             "--data-dir", str(self.data_dir / "broker")], dict(os.environ))
         self.start_broker()
 
+    def _start_identity_provider(self) -> None:
+        if self._overrides.get("AUTH_ISSUER"):
+            return
+        self.identity = self._child("identity", [
+            "-m", "local_identity", "serve", "--port", str(self.ports.identity),
+            "--data-dir", str(self.data_dir / "identity"), "--audience", DEV_AUDIENCE], dict(os.environ))
+        self.identity.start()
+        self._wait(self.identity, self.ports.identity)
+
+    def rotate_signing_key(self) -> str:
+        """Rotate the local identity provider's signing key; returns the new key id."""
+        import httpx
+
+        return str(httpx.post(f"{self.identity_url}/rotate", timeout=10).json()["kid"])
+
+    def token(self, user: str = "alice") -> str:
+        """An access token of a development user from the local identity provider."""
+        import httpx
+
+        response = httpx.post(f"{self.identity_url}/token", data={"grant_type": "password", "username": user},
+                              timeout=10)
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
+    def backend_token(self) -> str:
+        import httpx
+
+        response = httpx.post(f"{self.identity_url}/token", timeout=10, data={
+            "grant_type": "client_credentials", "client_id": DEV_BACKEND_CLIENT_ID,
+            "client_secret": DEV_BACKEND_CLIENT_SECRET})
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
     def _environment(self) -> dict[str, str]:
         defaults = {
             "FUNCTIONS_WORKER_RUNTIME": "python",
@@ -205,6 +254,12 @@ class LocalStack:
             "NOTIFY_PUBLIC_URL": self.ws_url(0) if self.ports.websocket else "ws://127.0.0.1:8080/ws",
             "WS_INTERNAL_SECRET": DEV_INTERNAL_SECRET,
             "STATUS_API_URL": self.api_url,
+            "AUTH_ISSUER": self.identity_url,
+            "AUTH_AUDIENCE": DEV_AUDIENCE,
+            "STATUS_API_TOKEN_URL": f"{self.identity_url}/token",
+            "STATUS_API_CLIENT_ID": DEV_WEBSOCKET_CLIENT_ID,
+            "STATUS_API_CLIENT_SECRET": DEV_WEBSOCKET_CLIENT_SECRET,
+            "WS_SIGN_IN_AUTHORITY": self.identity_url,
         }
         if self.broker is not None:
             defaults["ServiceBusConnection"] = connection_string_for(self.ports.broker)

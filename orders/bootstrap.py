@@ -15,15 +15,19 @@ from sqlalchemy import Engine, text
 
 from orders.adapters.clock import SystemClock
 from orders.adapters.redis_accepted_records import RedisAcceptedRecordStore
+from orders.adapters.redis_submission_limits import RedisSubmissionLimiter
 from orders.adapters.servicebus_batch_sender import ServiceBusBatchSender
 from orders.adapters.servicebus_publishers import ServiceBusOrderPublisher, ServiceBusStatusEventPublisher
 from orders.adapters.sql import SqlUnitOfWork, create_engine_for
+from orders.domain.callers import Caller
 from orders.domain.commands import MarkOrderFailed, ProcessOrder, SubmitOrder
 from orders.domain.model import OrderOutcome, Product
-from orders.domain.ports import Clock, UnitOfWorkFactory
+from orders.domain.ports import Clock, SubmissionLimiter, UnitOfWorkFactory
 from orders.service_layer import handlers
 from orders.service_layer.handlers import Accepted, IntakeOptions
 from orders.settings import OrderSettings
+from service_platform.access_tokens import AccessTokenValidator
+from service_platform.notify_tokens import NotifyTokenSigner
 from service_platform.redis_clients import redis_client
 from service_platform.servicebus_clients import ServiceBusClientFactory
 
@@ -42,24 +46,26 @@ class OrderService:
     order_publisher: ServiceBusOrderPublisher
     status_publisher: ServiceBusStatusEventPublisher
     accepted_records: RedisAcceptedRecordStore
+    limiter: SubmissionLimiter
+    access_tokens: AccessTokenValidator
     clock: Clock
     intake_options: IntakeOptions
 
     async def submit_order(self, command: SubmitOrder) -> Accepted:
         return await handlers.submit_order(command, publisher=self.order_publisher,
-                                           accepted_records=self.accepted_records, clock=self.clock,
-                                           options=self.intake_options)
+                                           accepted_records=self.accepted_records, limiter=self.limiter,
+                                           clock=self.clock, options=self.intake_options)
 
     def process_order(self, command: ProcessOrder) -> OrderOutcome:
         return handlers.process_order(command, uow_factory=self.uow_factory, publisher=self.status_publisher,
-                                      clock=self.clock)
+                                      limiter=self.limiter, clock=self.clock)
 
     def mark_order_failed(self, command: MarkOrderFailed) -> OrderOutcome:
         return handlers.mark_order_failed(command, uow_factory=self.uow_factory, publisher=self.status_publisher,
-                                          clock=self.clock)
+                                          limiter=self.limiter, clock=self.clock)
 
-    async def get_order_status(self, correlation_id: str) -> OrderOutcome:
-        return await handlers.get_order_status(correlation_id, uow_factory=self.uow_factory,
+    async def get_order_status(self, correlation_id: str, caller: Caller) -> OrderOutcome:
+        return await handlers.get_order_status(correlation_id, caller, uow_factory=self.uow_factory,
                                                accepted_records=self.accepted_records)
 
     async def list_products(self) -> list[Product]:
@@ -85,19 +91,31 @@ def build_order_service(settings: OrderSettings) -> OrderService:
         settings.servicebus_connection.get_secret_value() if settings.servicebus_connection else None,
         settings.servicebus_namespace, settings.azure_client_id, client_options=SERVICEBUS_RETRY_OPTIONS)
     engine = create_engine_for(settings)
+    redis_url, entra = settings.redis_url, settings.redis_entra_auth
     return OrderService(
         settings=settings,
         engine=engine,
         uow_factory=SqlUnitOfWork.factory(engine),
         order_publisher=ServiceBusOrderPublisher(ServiceBusBatchSender(client_factory, settings.orders_queue)),
         status_publisher=ServiceBusStatusEventPublisher(client_factory, settings.order_status_queue),
-        accepted_records=RedisAcceptedRecordStore(
-            redis_client(settings.redis_url, entra_auth=settings.redis_entra_auth)),
+        accepted_records=RedisAcceptedRecordStore(redis_client(redis_url, entra_auth=entra)),
+        limiter=RedisSubmissionLimiter(
+            redis_client(redis_url, entra_auth=entra), redis_client(redis_url, entra_auth=entra, blocking=True),
+            max_in_flight=settings.max_orders_in_flight, max_per_minute=settings.max_orders_per_minute,
+            in_flight_window_seconds=settings.in_flight_window_seconds),
+        access_tokens=AccessTokenValidator(
+            issuer=settings.auth_issuer, audience=settings.auth_audience, jwks_url=settings.auth_jwks_url,
+            subject_claim=settings.auth_customer_claim, leeway_seconds=settings.auth_clock_leeway_seconds,
+            min_refresh_seconds=settings.auth_key_refresh_seconds),
         clock=SystemClock(),
         intake_options=IntakeOptions(
-            notify_token_secret=settings.notify_token_secret.get_secret_value().encode(),
+            notify_token_signer=NotifyTokenSigner(settings.notify_token_key_id,
+                                                  settings.notify_token_secret.get_secret_value().encode()),
             notify_token_ttl_seconds=settings.notify_token_ttl_seconds,
             correlation_ttl_seconds=settings.correlation_ttl_seconds,
+            correlation_id_secret=settings.correlation_id_secret.get_secret_value().encode(),
+            max_lines_per_order=settings.max_lines_per_order,
+            max_units_per_order=settings.max_units_per_order,
         ),
     )
 

@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from orders.currencies import ISO_4217_CODES
 from service_platform.correlation_ids import CORRELATION_ID_PATTERN, canonical_correlation_id, is_correlation_id
+from orders.domain.callers import Caller, customer_for_submission
 from orders.domain.commands import ProcessOrder, SubmitOrder
 from orders.domain.errors import PoisonMessage
 from orders.domain.model import MESSAGE_SCHEMA_VERSION, OrderLine
@@ -77,17 +78,22 @@ class OrderItemBody(BaseModel):
 
 
 class OrderBody(BaseModel):
-    """The body of ``POST /api/orders``. Prices are not part of it: they come from the catalog."""
+    """The body of ``POST /api/orders``. Prices are not part of it: they come from the catalog.
+
+    ``customerId`` is optional: a customer's own token says who the customer is; a trusted backend names
+    the customer here.
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=False)
 
-    customer_id: CustomerId = Field(alias="customerId")
+    customer_id: CustomerId | None = Field(default=None, alias="customerId")
     currency: Currency
     items: Annotated[list[OrderItemBody], Field(min_length=1, max_length=100)]
 
-    def to_command(self, idempotency_key: str | None = None, traceparent: str | None = None) -> SubmitOrder:
+    def to_command(self, caller: Caller, idempotency_key: str | None = None,
+                   traceparent: str | None = None) -> SubmitOrder:
         return SubmitOrder(
-            customer_id=self.customer_id,
+            customer_id=customer_for_submission(caller, self.customer_id),
             currency=self.currency,
             items=tuple(OrderLine(item.sku, item.quantity) for item in self.items),
             idempotency_key=idempotency_key,

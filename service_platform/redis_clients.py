@@ -19,9 +19,13 @@ def entra_credential_provider() -> Any:
 
 
 def redis_client(url: str, *, entra_auth: bool = False, timeout_seconds: float = 0.5,
-                 connect_timeout_seconds: float | None = None, **options: Any) -> Any:
-    """A ``redis.asyncio.Redis`` on ``url``; nothing connects before the first command."""
-    from redis.asyncio import Redis
+                 connect_timeout_seconds: float | None = None, blocking: bool = False, **options: Any) -> Any:
+    """A ``redis.asyncio.Redis`` on ``url`` (``redis.Redis`` with ``blocking=True``, for synchronous code);
+    nothing connects before the first command."""
+    if blocking:
+        from redis import Redis
+    else:
+        from redis.asyncio import Redis  # type: ignore[assignment]
 
     settings: dict[str, Any] = {
         "socket_timeout": timeout_seconds,

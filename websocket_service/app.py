@@ -57,6 +57,13 @@ def build_app(services: Services) -> Starlette:
         delivered = notifier.deliver_local(events)
         return JSONResponse({"delivered": delivered}, 202)
 
+    async def page_config(request: Request) -> Response:
+        sign_in = None
+        if settings.sign_in_authority:
+            sign_in = {"authority": settings.sign_in_authority, "clientId": settings.sign_in_client_id,
+                       "scope": settings.sign_in_scope}
+        return JSONResponse({"signIn": sign_in}, headers={"Cache-Control": "no-store"})
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "instanceId": settings.instance_id, "sockets": len(gateway.sessions)})
 
@@ -77,14 +84,14 @@ def build_app(services: Services) -> Starlette:
         assert client is not None
         path = request.url.path.removeprefix("/api/")
         headers = {k: v for k, v in request.headers.items()
-                   if k.lower() in ("content-type", "idempotency-key", "accept", "traceparent")}
+                   if k.lower() in ("content-type", "idempotency-key", "accept", "traceparent", "authorization")}
         try:
             upstream = await client.request(request.method, path, content=await request.body(), headers=headers)
         except httpx.HTTPError as exc:
             return JSONResponse({"title": "order API unreachable", "detail": repr(exc),
                                  "status": 502}, 502, media_type="application/problem+json")
         passed = {k: v for k, v in upstream.headers.items()
-                  if k.lower() in ("content-type", "location", "retry-after")}
+                  if k.lower() in ("content-type", "location", "retry-after", "www-authenticate")}
         return Response(upstream.content, upstream.status_code, headers=passed)
 
     @contextlib.asynccontextmanager
@@ -101,6 +108,7 @@ def build_app(services: Services) -> Starlette:
         Route(INTERNAL_EVENTS_PATH, internal_events, methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/config.json", page_config),
     ]
     if settings.proxy_api:
         routes += [

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import httpx
 
 from service_platform.azure_identity import close_process_credential
+from service_platform.api_tokens import BearerAuth, ClientCredentialsTokens, WorkloadIdentityTokens
+from service_platform.notify_tokens import NotifyTokenVerifier
 from websocket_service.forwarder import HttpEventForwarder
 from websocket_service.gateway import SocketGateway
 from websocket_service.notifier import StatusNotifier
@@ -69,6 +71,17 @@ class Services:
         log.info("stopped", extra={"instanceId": self.settings.instance_id})
 
 
+def _status_api_auth(settings: WebSocketSettings) -> httpx.Auth | None:
+    if settings.status_api_scope:
+        return BearerAuth(WorkloadIdentityTokens(settings.status_api_scope, settings.azure_client_id))
+    if settings.status_api_token_url and settings.status_api_client_id and settings.status_api_client_secret:
+        return BearerAuth(ClientCredentialsTokens(settings.status_api_token_url, settings.status_api_client_id,
+                                                  settings.status_api_client_secret.get_secret_value()))
+    log.warning("neither STATUS_API_SCOPE nor STATUS_API_TOKEN_URL is set: status reads go without a token and "
+                "an API that requires sign-in refuses them")
+    return None
+
+
 def bootstrap(
     settings: WebSocketSettings | None = None,
     *,
@@ -89,7 +102,8 @@ def bootstrap(
             internal_url=settings.advertised_internal_url, ttl_seconds=settings.registry_ttl_seconds,
             prefix=settings.registry_prefix)
     status_reader = status_reader or StatusApiClient.create(settings.status_api_url,
-                                                            settings.status_api_timeout_seconds)
+                                                            settings.status_api_timeout_seconds,
+                                                            auth=_status_api_auth(settings))
     forwarder = forwarder or HttpEventForwarder.create(settings.internal_secret.get_secret_value(),
                                                        settings.forward_timeout_seconds)
     if consumer is None and settings.servicebus_configured:
@@ -104,7 +118,7 @@ def bootstrap(
     notifier = StatusNotifier(instance_id=settings.instance_id, registry=registry, status_reader=status_reader,
                               forwarder=forwarder)
     gateway = SocketGateway(
-        notifier, settings.notify_token_secret.get_secret_value().encode(),
+        notifier, NotifyTokenVerifier(settings.notify_token_keys),
         max_subscriptions=settings.max_subscriptions, send_queue_limit=settings.send_queue_limit,
         heartbeat_seconds=settings.heartbeat_seconds, per_message_deflate=settings.per_message_deflate)
     return Services(settings=settings, notifier=notifier, registry=registry, status_reader=status_reader,

@@ -24,7 +24,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
-from service_platform.notify_tokens import InvalidNotifyToken, verify_notify_token
+from service_platform.notify_tokens import InvalidNotifyToken, NotifyTokenVerifier
 from websocket_service.core import (
     FrameError,
     Outbox,
@@ -103,7 +103,7 @@ class SocketGateway:
     def __init__(
         self,
         notifier: StatusNotifier,
-        notify_secret: bytes,
+        notify_tokens: NotifyTokenVerifier,
         *,
         max_subscriptions: int,
         send_queue_limit: int,
@@ -113,7 +113,7 @@ class SocketGateway:
         close_timeout: float = 5.0,
     ) -> None:
         self.notifier = notifier
-        self.notify_secret = notify_secret
+        self.notify_tokens = notify_tokens
         self.max_subscriptions = max_subscriptions
         self.send_queue_limit = send_queue_limit
         self.heartbeat_seconds = heartbeat_seconds
@@ -169,9 +169,9 @@ class SocketGateway:
         if not token:
             return connection.respond(401, "token is missing: pass the notifyToken returned with the order\n")
         try:
-            verify_notify_token(self.notify_secret, token, correlation_id)
+            self.notify_tokens.verify(token, correlation_id)
         except InvalidNotifyToken as exc:
-            status = 401 if str(exc) == "token is malformed" else 403
+            status = 401 if exc.malformed else 403
             log.info("handshake refused", extra={"correlationId": correlation_id, "httpStatus": status,
                                                 "reason": str(exc)})
             return connection.respond(status, f"{exc}\n")
@@ -188,7 +188,7 @@ class SocketGateway:
                     command = parse_client_frame(message)
                     if isinstance(command, Subscribe):
                         try:
-                            verify_notify_token(self.notify_secret, command.token, command.correlation_id)
+                            self.notify_tokens.verify(command.token, command.correlation_id)
                         except InvalidNotifyToken as exc:
                             raise FrameError(f"subscription refused: {exc}") from None
                         await self.notifier.subscribe(session, command.correlation_id)

@@ -24,10 +24,12 @@ class StatusApiClient:
         self._slots = asyncio.Semaphore(concurrency)
 
     @classmethod
-    def create(cls, base_url: str, timeout_seconds: float, concurrency: int = 32) -> StatusApiClient:
+    def create(cls, base_url: str, timeout_seconds: float, concurrency: int = 32,
+               auth: httpx.Auth | None = None) -> StatusApiClient:
+        """``auth`` signs the requests in: the API answers only callers allowed to read any order."""
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        return cls(httpx.AsyncClient(base_url=base_url.rstrip("/") + "/", timeout=timeout_seconds, limits=limits),
-                   concurrency)
+        return cls(httpx.AsyncClient(base_url=base_url.rstrip("/") + "/", timeout=timeout_seconds, limits=limits,
+                                     auth=auth), concurrency)
 
     async def current(self, correlation_id: str) -> StatusEvent | None:
         try:

@@ -46,3 +46,23 @@ class IdempotencyKeyReused(Exception):
             "this Idempotency-Key was already used by this customer for a different order "
             f"(correlationId {correlation_id}); send that order's body again, or use a new key for a new order")
         self.correlation_id = correlation_id
+
+
+class Forbidden(Exception):
+    """The caller is signed in but may not do this (``403``); ``str()`` says what would allow it."""
+
+
+class OrderTooLarge(Exception):
+    """The order breaks a size limit (lines or units per order) (``422``); ``errors`` names each limit."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(error["detail"] for error in errors))
+        self.errors = errors
+
+
+class TooManyOrders(Exception):
+    """The customer is over a submission limit (``429``); retry after ``retry_after_seconds``."""
+
+    def __init__(self, detail: str, retry_after_seconds: int) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = retry_after_seconds

@@ -6,16 +6,13 @@ Money is ``Decimal`` end to end; prices come from the catalog, never from the cl
 from __future__ import annotations
 
 import hashlib
+import hmac
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-
-#: Namespace of the name-based correlationIds derived from ``customerId`` and ``Idempotency-Key``. Changing it
-#: would give retried requests new ids, so it is fixed for the life of the system.
-CORRELATION_NAMESPACE = uuid.UUID("95eb249c-c77e-4069-bd4a-a42184488683")
 
 #: The only queue message body version this code writes and reads.
 MESSAGE_SCHEMA_VERSION = 1
@@ -129,12 +126,31 @@ def request_fingerprint(customer_id: str, currency: str, items: Iterable[OrderLi
     return hashlib.sha256(f"{customer_id}\n{currency}\n{lines}".encode()).hexdigest()
 
 
-def correlation_id_for(customer_id: str, idempotency_key: str | None) -> str:
+def correlation_id_for(customer_id: str, idempotency_key: str | None, secret: bytes) -> str:
     """The order's correlationId: stable for a customer's ``Idempotency-Key`` (so a retried request maps to
-    the same order without any state at intake), random without one."""
+    the same order without any state at intake), random without one.
+
+    The stable id is keyed with a server secret: without it nobody can compute another customer's id (and
+    so its status URL) from a guessable key.
+    """
     if idempotency_key is None:
         return str(uuid.uuid4())
-    return str(uuid.uuid5(CORRELATION_NAMESPACE, f"{customer_id}\n{idempotency_key}"))
+    digest = hmac.new(secret, f"{customer_id}\n{idempotency_key}".encode(), hashlib.sha256).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+def order_size_violations(lines: Iterable[OrderLine], *, max_lines: int, max_units: int) -> list[dict[str, str]]:
+    """The size limits an order breaks, as ``errors`` entries; a repeated SKU counts once (merged)."""
+    merged = merge_quantities(lines)
+    violations = []
+    if len(merged) > max_lines:
+        violations.append({"field": "items", "detail": f"has {len(merged)} different SKUs; at most {max_lines} "
+                                                       "are accepted per order (split it into several orders)"})
+    units = sum(quantity for _, quantity in merged)
+    if units > max_units:
+        violations.append({"field": "items", "detail": f"adds up to {units} units; at most {max_units} are "
+                                                       "accepted per order (split it into several orders)"})
+    return violations
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +168,8 @@ class OrderOutcome:
     currency: str | None
     reason: str | None
     updated_at: datetime
+    #: Whose order it is, for authorisation; never part of what the client is shown.
+    customer_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +194,7 @@ class OrderRecord:
             currency=self.currency,
             reason=self.reason,
             updated_at=self.at,
+            customer_id=self.customer_id,
         )
 
 
@@ -197,6 +216,7 @@ class AcceptedRecord:
             currency=self.currency,
             reason=None,
             updated_at=self.accepted_at,
+            customer_id=self.customer_id,
         )
 
 

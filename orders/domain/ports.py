@@ -12,6 +12,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
+from orders.domain.errors import TooManyOrders
 from orders.domain.events import OrderStatusChanged
 from orders.domain.model import AcceptedRecord, OrderMessage, OrderOutcome, OrderRecord, Product
 
@@ -97,6 +98,21 @@ class AcceptedRecordStore(Protocol):
         Returns None when this call bound it or it was bound to the same fingerprint, else the fingerprint
         it is bound to. Raises when the store cannot answer (the caller then accepts without the check).
         """
+
+
+class SubmissionLimiter(Protocol):
+    """Per-customer limits on orders in flight (accepted, not yet terminal) and on submissions per minute,
+    kept as short-lived shared state across intake replicas (Redis with TTLs)."""
+
+    async def admit(self, customer_id: str, correlation_id: str) -> TooManyOrders | None:
+        """Count this submission and return None, or return why it is refused (nothing counted).
+
+        A correlationId already counted is admitted again without counting (a retried request). Raises when
+        the store cannot answer; the caller then admits the order (fail open).
+        """
+
+    def release(self, customer_id: str, correlation_id: str) -> None:
+        """The order has its outcome: it no longer counts as in flight (synchronous: the processing path)."""
 
 
 class Clock(Protocol):

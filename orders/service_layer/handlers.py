@@ -10,8 +10,15 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from orders.domain.callers import Caller, ensure_may_read_orders, ensure_owner_or_operator
 from orders.domain.commands import MarkOrderFailed, ProcessOrder, SubmitOrder
-from orders.domain.errors import DuplicateOrder, IdempotencyKeyReused, OrderNotFound, TransientError
+from orders.domain.errors import (
+    DuplicateOrder,
+    IdempotencyKeyReused,
+    OrderNotFound,
+    OrderTooLarge,
+    TransientError,
+)
 from orders.domain.events import OrderStatusChanged
 from orders.domain.model import (
     AcceptedRecord,
@@ -25,6 +32,7 @@ from orders.domain.model import (
     clip_reason,
     correlation_id_for,
     merge_quantities,
+    order_size_violations,
     out_of_stock,
     price_order,
     request_fingerprint,
@@ -34,9 +42,10 @@ from orders.domain.ports import (
     AcceptedRecordStore,
     OrderMessagePublisher,
     StatusEventPublisher,
+    SubmissionLimiter,
     UnitOfWorkFactory,
 )
-from service_platform.notify_tokens import issue_notify_token
+from service_platform.notify_tokens import NotifyTokenSigner
 
 log = logging.getLogger("orders.service_layer")
 
@@ -45,9 +54,12 @@ log = logging.getLogger("orders.service_layer")
 class IntakeOptions:
     """Settings the intake needs, taken from the settings object by the composition root."""
 
-    notify_token_secret: bytes
+    notify_token_signer: NotifyTokenSigner
     notify_token_ttl_seconds: int
     correlation_ttl_seconds: int
+    correlation_id_secret: bytes
+    max_lines_per_order: int
+    max_units_per_order: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,18 +75,26 @@ async def submit_order(
     *,
     publisher: OrderMessagePublisher,
     accepted_records: AcceptedRecordStore,
+    limiter: SubmissionLimiter,
     clock: Clock,
     options: IntakeOptions,
 ) -> Accepted:
     """Accept an order: send it to the ``orders`` queue and answer with its correlationId.
 
-    The broker's acknowledgement is the commitment; ``TransientError`` from the publisher means nothing was
+    Refused before anything is sent: an order over the size limits (``OrderTooLarge``), a customer over its
+    limits (``TooManyOrders``), a reused Idempotency-Key (``IdempotencyKeyReused``). The broker's
+    acknowledgement is the commitment; ``TransientError`` from the publisher means nothing was
     accepted (answer 503). The ``Accepted`` record is best effort: intake keeps accepting
     orders while Redis is down, only status reads before processing lose their answer.
     """
-    correlation_id = correlation_id_for(command.customer_id, command.idempotency_key)
+    violations = order_size_violations(command.items, max_lines=options.max_lines_per_order,
+                                       max_units=options.max_units_per_order)
+    if violations:
+        raise OrderTooLarge(violations)
+    correlation_id = correlation_id_for(command.customer_id, command.idempotency_key, options.correlation_id_secret)
     if command.idempotency_key is not None:
         await _bind_idempotency_key(command, correlation_id, accepted_records, options.correlation_ttl_seconds)
+    await _admit(limiter, command.customer_id, correlation_id)
     accepted_at = clock.now()
     message = OrderMessage(
         correlation_id=correlation_id,
@@ -92,9 +112,33 @@ async def submit_order(
     except Exception as error:  # noqa: BLE001 - best effort by contract, whatever the store raises
         log.warning("accepted record not stored: %s", error,
                     extra={"correlationId": correlation_id, "error": type(error).__name__})
-    token = issue_notify_token(
-        options.notify_token_secret, correlation_id, options.notify_token_ttl_seconds, now=accepted_at.timestamp())
+    token = options.notify_token_signer.issue(correlation_id, options.notify_token_ttl_seconds,
+                                              now=accepted_at.timestamp())
     return Accepted(correlation_id=correlation_id, notify_token=token)
+
+
+async def _admit(limiter: SubmissionLimiter, customer_id: str, correlation_id: str) -> None:
+    """Per-customer limits; when the limiter cannot answer the order is admitted (fail open) and logged."""
+    try:
+        refusal = await limiter.admit(customer_id, correlation_id)
+    except Exception as error:  # noqa: BLE001 - fail open by contract, whatever the store raises
+        log.warning("submission limits not checked: %s", error,
+                    extra={"correlationId": correlation_id, "error": type(error).__name__})
+        return
+    if refusal is not None:
+        log.info("submission refused by a limit: %s", refusal,
+                 extra={"correlationId": correlation_id, "customerId": customer_id})
+        raise refusal
+
+
+def _release(limiter: SubmissionLimiter, outcome: OrderOutcome, customer_id: str | None) -> None:
+    if customer_id is None:
+        return
+    try:
+        limiter.release(customer_id, outcome.correlation_id)
+    except Exception as error:  # noqa: BLE001 - the count ages out by itself; never fail processing for it
+        log.warning("order not released from the in-flight count: %s", error,
+                    extra={"correlationId": outcome.correlation_id, "error": type(error).__name__})
 
 
 async def _bind_idempotency_key(command: SubmitOrder, correlation_id: str, accepted_records: AcceptedRecordStore,
@@ -117,7 +161,8 @@ async def _bind_idempotency_key(command: SubmitOrder, correlation_id: str, accep
 
 
 def process_order(
-    command: ProcessOrder, *, uow_factory: UnitOfWorkFactory, publisher: StatusEventPublisher, clock: Clock
+    command: ProcessOrder, *, uow_factory: UnitOfWorkFactory, publisher: StatusEventPublisher,
+    limiter: SubmissionLimiter, clock: Clock,
 ) -> OrderOutcome:
     """Decide, store and announce the outcome of one accepted order; safe under at-least-once delivery.
 
@@ -130,6 +175,7 @@ def process_order(
     publisher.publish(OrderStatusChanged(outcome))
     log.info("order status published", extra={"correlationId": command.correlation_id,
                                                "status": outcome.status.value, "orderId": outcome.order_id})
+    _release(limiter, outcome, command.customer_id)
     return outcome
 
 
@@ -177,7 +223,8 @@ def _record(command: ProcessOrder, decision: PricedOrder | Rejection, clock: Clo
 
 
 def mark_order_failed(
-    command: MarkOrderFailed, *, uow_factory: UnitOfWorkFactory, publisher: StatusEventPublisher, clock: Clock
+    command: MarkOrderFailed, *, uow_factory: UnitOfWorkFactory, publisher: StatusEventPublisher,
+    limiter: SubmissionLimiter, clock: Clock,
 ) -> OrderOutcome:
     """Record a dead-lettered order as ``Failed`` (with the reason) and announce it; idempotent.
 
@@ -201,25 +248,29 @@ def mark_order_failed(
     log.warning("dead-lettered order handled", extra={"correlationId": cid, "status": outcome.status.value,
                                                       "reason": outcome.reason})
     publisher.publish(OrderStatusChanged(outcome))
+    _release(limiter, outcome, outcome.customer_id or command.customer_id)
     return outcome
 
 
 async def get_order_status(
-    correlation_id: str, *, uow_factory: UnitOfWorkFactory, accepted_records: AcceptedRecordStore
+    correlation_id: str, caller: Caller, *, uow_factory: UnitOfWorkFactory, accepted_records: AcceptedRecordStore
 ) -> OrderOutcome:
-    """The order's status: SQL (the source of truth) first, then the short-lived ``Accepted`` record.
+    """The order's status, for its customer or an operator: SQL (the source of truth) first, then the
+    short-lived ``Accepted`` record. Another customer's order is ``OrderNotFound``, as an unknown id is.
 
     Raises ``OrderNotFound`` when neither knows the id, and ``TransientError`` when SQL is down, or when SQL has
     no answer yet and the Accepted records cannot be asked (the order may well exist: 503 rather than a false 404).
     The SQL read runs in a worker thread: database drivers block.
     """
-    stored = await asyncio.to_thread(_read_outcome, uow_factory, correlation_id)
-    if stored is not None:
-        return stored
-    accepted = await accepted_records.get_accepted(correlation_id)
-    if accepted is None:
-        raise OrderNotFound(correlation_id)
-    return accepted.outcome()
+    ensure_may_read_orders(caller)
+    outcome = await asyncio.to_thread(_read_outcome, uow_factory, correlation_id)
+    if outcome is None:
+        accepted = await accepted_records.get_accepted(correlation_id)
+        if accepted is None:
+            raise OrderNotFound(correlation_id)
+        outcome = accepted.outcome()
+    ensure_owner_or_operator(caller, correlation_id, outcome.customer_id)
+    return outcome
 
 
 def _read_outcome(uow_factory: UnitOfWorkFactory, correlation_id: str) -> OrderOutcome | None:

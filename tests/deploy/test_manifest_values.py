@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ["base", "overlays/dev", "overlays/prod"]
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-INTAKE_FUNCTIONS = {"submit_order", "get_order_status", "list_products", "health"}
+INTAKE_FUNCTIONS = {"submit_order", "get_order_status", "list_products", "health", "readiness", "openapi_document"}
 PROCESSOR_FUNCTIONS = {"process_order", "handle_dead_lettered_order"}
 # Markers of a credential in a connection string or URL.
 KEY_MARKERS = re.compile(r"SharedAccessKey=|SharedAccessSignature|AccountKey=|Password=|Pwd=|://[^/@\s]*:[^/@\s]+@",
@@ -233,9 +233,13 @@ def test_ingress_routes_and_websocket_timeouts(rendered, target: str) -> None:
     annotations = ingress["metadata"]["annotations"]
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
+    # A per-client rate and connection limit in front of the app's own (answered 429, like the app's).
+    assert int(annotations["nginx.ingress.kubernetes.io/limit-rps"]) > 0
+    assert int(annotations["nginx.ingress.kubernetes.io/limit-connections"]) > 0
+    assert annotations["nginx.ingress.kubernetes.io/limit-req-status-code"] == "429"
     internal = one(objects, "Ingress", "orders-internal-paths")
     assert internal["metadata"]["annotations"]["nginx.ingress.kubernetes.io/denylist-source-range"] == "0.0.0.0/0,::/0"
-    assert [p["path"] for r in internal["spec"]["rules"] for p in r["http"]["paths"]] == ["/internal"]
+    assert [p["path"] for r in internal["spec"]["rules"] for p in r["http"]["paths"]] == ["/internal", "/api/internal"]
     assert {r["host"] for r in internal["spec"]["rules"]} == {r["host"] for r in ingress["spec"]["rules"]}
     services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
     assert set(services) == {"orders-intake", "websocket"}

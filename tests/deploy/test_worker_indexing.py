@@ -25,6 +25,8 @@ HTTP = {
     "get_order_status": (["GET"], "orders/{correlationId}"),
     "list_products": (["GET"], "products"),
     "health": (["GET"], "health"),
+    "readiness": (["GET"], "internal/ready"),
+    "openapi_document": (["GET"], "openapi.json"),
 }
 SERVICE_BUS = {
     "process_order": ("%ORDERS_QUEUE%", True),

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from local_stack.stack import LocalStack, StackPorts
-from local_servers.orders_api import OrdersDatabase
+from local_servers.orders_api import BackendAndOperatorAuth, OrdersDatabase
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 @pytest.fixture
 def api(stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+    with httpx.Client(base_url=stack.api_url, timeout=30, auth=BackendAndOperatorAuth(stack.identity_url)) as client:
         yield client
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
 
-from orders.domain.errors import DuplicateOrder, TransientError
+from orders.domain.errors import DuplicateOrder, TooManyOrders, TransientError
 from orders.domain.events import OrderStatusChanged
 from orders.domain.model import AcceptedRecord, OrderMessage, OrderOutcome, OrderRecord, OrderStatus, Product
 
@@ -168,3 +168,26 @@ class FakeClock:
 
 def statuses(events: Iterable[OrderStatusChanged]) -> list[OrderStatus]:
     return [event.status for event in events]
+
+
+class FakeSubmissionLimiter:
+    """Counts orders in flight per customer and refuses above ``max_in_flight``; ``down`` makes it raise."""
+
+    def __init__(self, max_in_flight: int = 1000) -> None:
+        self.max_in_flight = max_in_flight
+        self.in_flight: dict[str, set[str]] = {}
+        self.down = False
+
+    async def admit(self, customer_id: str, correlation_id: str) -> TooManyOrders | None:
+        if self.down:
+            raise ConnectionError("the fake limiter is unreachable")
+        mine = self.in_flight.setdefault(customer_id, set())
+        if correlation_id not in mine and len(mine) >= self.max_in_flight:
+            return TooManyOrders(f"{len(mine)} orders in flight", retry_after_seconds=5)
+        mine.add(correlation_id)
+        return None
+
+    def release(self, customer_id: str, correlation_id: str) -> None:
+        if self.down:
+            raise ConnectionError("the fake limiter is unreachable")
+        self.in_flight.get(customer_id, set()).discard(correlation_id)

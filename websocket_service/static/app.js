@@ -1,5 +1,6 @@
 // The order desk: catalogue → order → live status over the WebSocket, with the status API as fallback.
-// The order API is reached same-origin under /api (the service forwards it to the Functions host).
+// The order API is reached same-origin under /api (the service forwards it to the Functions host), signed
+// in with the token signin.js holds.
 "use strict";
 
 const API = "/api";
@@ -58,7 +59,7 @@ async function problemText(response) {
 async function loadProducts() {
   const state = $("#catalog-state");
   try {
-    const response = await fetch(`${API}/products`, { headers: { Accept: "application/json" } });
+    const response = await fetch(`${API}/products`, { headers: { Accept: "application/json", ...SignIn.headers() } });
     if (!response.ok) throw new Error((await problemText(response))[0]);
     const list = (await response.json()).sort((a, b) => SKU_ORDER.compare(a.sku, b.sku));
     const body = $("#products tbody");
@@ -137,7 +138,7 @@ async function placeOrder(event) {
   event.preventDefault();
   clearError();
   const customer = $("#customer");
-  if (!customer.checkValidity()) {
+  if (!SignIn.required && !customer.checkValidity()) {
     showError("The customer id must be 1–64 letters, digits, dots, dashes or underscores.");
     customer.focus();
     return;
@@ -151,8 +152,10 @@ async function placeOrder(event) {
   try {
     const response = await fetch(`${API}/orders`, {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json", "Idempotency-Key": newKey() },
-      body: JSON.stringify({ customerId: customer.value, currency, items }),
+      headers: { "Content-Type": "application/json", Accept: "application/json", "Idempotency-Key": newKey(),
+                 ...SignIn.headers() },
+      // Signed in, the token says who the customer is.
+      body: JSON.stringify(SignIn.required ? { currency, items } : { customerId: customer.value, currency, items }),
     });
     if (response.status !== 202) {
       const [message, details] = await problemText(response);
@@ -249,7 +252,8 @@ class OrderTracker {
 
   async poll() {
     try {
-      const response = await fetch(`${API}/orders/${encodeURIComponent(this.id)}`, { headers: { Accept: "application/json" } });
+      const response = await fetch(`${API}/orders/${encodeURIComponent(this.id)}`,
+                                   { headers: { Accept: "application/json", ...SignIn.headers() } });
       if (response.ok) this.render(await response.json());
     } catch {
       // Offline for a moment: the next tick tries again.
@@ -284,7 +288,32 @@ class OrderTracker {
   }
 }
 
-document.addEventListener("DOMContentLoaded", () => {
+function showAccount(state) {
+  const account = $("#account");
+  account.hidden = false;
+  $("#customer-field").hidden = true;
+  if (state.session) {
+    $("#account-name").textContent = `Signed in as ${state.session.name}`;
+    $("#sign-in").hidden = true;
+    $("#sign-out").hidden = false;
+    return true;
+  }
+  $("#account-name").textContent = "Sign in to see the catalogue and place orders.";
+  $("#catalog-state").textContent = "Sign in first.";
+  return false;
+}
+
+document.addEventListener("DOMContentLoaded", async () => {
   $("#order-form").addEventListener("submit", placeOrder);
+  $("#sign-in").addEventListener("click", () => SignIn.start().catch((err) => showError(`Sign-in failed: ${err.message}`)));
+  $("#sign-out").addEventListener("click", () => SignIn.signOut());
+  try {
+    const state = await SignIn.init();
+    if (state.required && !showAccount(state)) return;
+  } catch (err) {
+    showError(`Sign-in failed: ${err.message}. Try signing in again.`);
+    showAccount({});
+    return;
+  }
   loadProducts();
 });

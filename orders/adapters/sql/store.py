@@ -38,7 +38,8 @@ INSERT_ORDER = insert(orders).returning(orders.c.order_id)
 INSERT_LINES = insert(order_lines)
 
 SELECT_ORDER = select(
-    orders.c.order_id, orders.c.status, orders.c.total, orders.c.currency, orders.c.reason, orders.c.updated_at
+    orders.c.order_id, orders.c.status, orders.c.total, orders.c.currency, orders.c.reason, orders.c.updated_at,
+    orders.c.customer_id,
 ).where(orders.c.correlation_id == bindparam("correlation_id"))
 
 # SQL Server error numbers worth a retry: deadlock victim, lock timeout, and Azure SQL's "database busy,
@@ -65,6 +66,7 @@ class SqlOrderStore:
             currency=row.currency,
             reason=row.reason,
             updated_at=row.updated_at,
+            customer_id=row.customer_id,
         )
 
     def products(self, skus: Iterable[str]) -> dict[str, Product]:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from local_stack.stack import LocalStack, StackPorts
-from local_servers.orders_api import OrdersDatabase, order_body, wait_for_final_status
+from local_servers.orders_api import BackendAndOperatorAuth, OrdersDatabase, order_body, wait_for_final_status
 
 pytestmark = pytest.mark.e2e
 
@@ -22,8 +22,9 @@ def _stack(tmp_path: Path, **options: object) -> LocalStack:
     return stack
 
 
-async def _submit_many(api_url: str, count: int, customers: int) -> list[str]:
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
+async def _submit_many(stack: LocalStack, count: int, customers: int) -> list[str]:
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30,
+                                 auth=BackendAndOperatorAuth(stack.identity_url)) as client:
         responses = await asyncio.gather(*(
             client.post("/orders", json=order_body(f"c-{n % customers}", ("SKU-3", 1))) for n in range(count)))
     assert [r.status_code for r in responses] == [202] * count
@@ -35,13 +36,13 @@ def test_kill_9_of_the_host_with_200_orders_in_flight_loses_and_repeats_nothing(
     try:
         database = OrdersDatabase.sqlite(stack.data_dir / "orders.db")
         stock_before = database.stock("SKU-3")
-        accepted = asyncio.run(_submit_many(stack.api_url, 200, customers=20))
+        accepted = asyncio.run(_submit_many(stack, 200, customers=20))
 
         stack.host.kill()  # SIGKILL while most orders are still queued or half-processed
         processed_before_kill = int(database.scalar("SELECT count(*) FROM orders"))
         stack.start_host()
 
-        with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        with httpx.Client(base_url=stack.api_url, timeout=30, auth=BackendAndOperatorAuth(stack.identity_url)) as api:
             finals = [wait_for_final_status(api, cid, timeout=120) for cid in accepted]
         assert processed_before_kill < 200, "the kill came too late to interrupt anything"
         assert {final["status"] for final in finals} == {"Completed"}
@@ -55,9 +56,9 @@ def test_kill_9_of_the_host_with_200_orders_in_flight_loses_and_repeats_nothing(
 
 
 def test_status_is_accepted_before_processing_and_the_order_is_processed_once_it_runs(tmp_path: Path) -> None:
-    stack = _stack(tmp_path, host_functions=["submit_order", "get_order_status", "list_products", "health"])
+    stack = _stack(tmp_path, host_functions=["submit_order", "get_order_status", "list_products", "health", "readiness"])
     try:
-        with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        with httpx.Client(base_url=stack.api_url, timeout=30, auth=BackendAndOperatorAuth(stack.identity_url)) as api:
             correlation_id = api.post("/orders", json=order_body("c-later")).json()["correlationId"]
             waiting = api.get(f"/orders/{correlation_id}")
             assert waiting.status_code == 200
@@ -73,12 +74,12 @@ def test_status_is_accepted_before_processing_and_the_order_is_processed_once_it
 def test_with_the_broker_down_intake_answers_503_and_accepts_again_once_it_is_back(tmp_path: Path) -> None:
     stack = _stack(tmp_path)
     try:
-        with httpx.Client(base_url=stack.api_url, timeout=60) as api:
+        with httpx.Client(base_url=stack.api_url, timeout=60, auth=BackendAndOperatorAuth(stack.identity_url)) as api:
             assert api.post("/orders", json=order_body("c-outage")).status_code == 202
             stack.broker.stop()
 
             refused = api.post("/orders", json=order_body("c-outage"))
-            health = api.get("/health")
+            health = api.get("/internal/ready")
 
             assert refused.status_code == 503
             assert refused.headers["retry-after"].isdigit()

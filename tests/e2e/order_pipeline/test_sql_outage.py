@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from local_stack.stack import LocalStack, StackPorts
-from local_servers.orders_api import OrdersDatabase, order_body, wait_for_final_status
+from local_servers.orders_api import BackendAndOperatorAuth, OrdersDatabase, order_body, wait_for_final_status
 from local_servers.postgres_cluster import PostgresCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -44,7 +44,7 @@ def test_orders_accepted_while_postgresql_is_down_complete_exactly_once_after_it
     stack, url = stack_on_postgres
     database = OrdersDatabase(url)
     try:
-        with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        with httpx.Client(base_url=stack.api_url, timeout=30, auth=BackendAndOperatorAuth(stack.identity_url)) as api:
             first = api.post("/orders", json=order_body("c-before", ("SKU-3", 1))).json()["correlationId"]
             assert wait_for_final_status(api, first)["status"] == "Completed"
             database.engine.dispose()  # no pooled connection of the test's own outlives the server
@@ -58,7 +58,7 @@ def test_orders_accepted_while_postgresql_is_down_complete_exactly_once_after_it
                     api.post("/orders", json=order_body(f"c-outage-{n % CUSTOMERS}", ("SKU-3", 2)))
                     for n in range(ORDERS_DURING_OUTAGE)
                 ]
-                health = api.get("/health")
+                health = api.get("/internal/ready")
                 status_while_down = api.get(f"/orders/{responses[0].json()['correlationId']}")
                 # Long enough for processing to meet the outage and back off, short enough for its first retry.
                 time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - outage_started)))

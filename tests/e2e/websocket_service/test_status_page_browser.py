@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service_platform.notify_tokens import issue_notify_token
+from service_platform.notify_tokens import DEFAULT_KEY_ID, NotifyTokenSigner
 from local_stack.stack import StackPorts, running_stack
 from local_servers.ports import free_port, wait_for_port
 
@@ -76,7 +76,7 @@ class FakeOrderApi:
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 cid = str(uuid.uuid4())
-                token = issue_notify_token(NOTIFY_SECRET.encode(), cid, 600)
+                token = NotifyTokenSigner(DEFAULT_KEY_ID, NOTIFY_SECRET.encode()).issue(cid, 600)
                 api.orders[cid] = {"correlationId": cid, "status": "Accepted", "orderId": None, "total": None,
                                    "currency": body["currency"], "reason": None, "updatedAt": "2026-01-01T00:00:00Z",
                                    "request": body, "idempotencyKey": self.headers.get("Idempotency-Key")}
@@ -179,13 +179,17 @@ def test_page_falls_back_to_polling_when_the_socket_is_unreachable(browser_page,
 
 
 def test_page_on_the_whole_system(browser_page, tmp_path: Path) -> None:
-    """Broker, Redis, SQLite, local Functions host and this service as real processes on free ports; a
-    person's clicks on the page; ``Completed`` pushed over the WebSocket (the status API is never polled)."""
+    """Broker, Redis, SQLite, the identity provider, local Functions host and this service as real processes on
+    free ports; a person signs in and clicks on the page; ``Completed`` pushed over the WebSocket (the status
+    API is never polled)."""
     page = browser_page
     polls: list[str] = []
     page.on("request", lambda r: polls.append(r.url) if r.method == "GET" and "/api/orders/" in r.url else None)
     with running_stack(tmp_path / "stack", StackPorts.free(), environ={}) as stack:
         page.goto(stack.page_url)
+        page.get_by_role("button", name="Sign in").click()  # to the identity provider and back (PKCE)
+        page.get_by_role("link", name="Alice (customer)").click()
+        page.get_by_text("Signed in as Alice (customer)").wait_for()
         first = page.locator("#products tbody tr:not(.soldout)").first
         assert first.locator(".sku").inner_text() == "SKU-1", "SKUs are listed in natural order"
         stock_before = int(first.locator("td.num").nth(1).inner_text())

@@ -31,7 +31,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from localbus.embedded import RunningBroker, running_broker
-from service_platform.notify_tokens import issue_notify_token
+from service_platform.notify_tokens import DEFAULT_KEY_ID, NotifyTokenSigner
 from local_servers.ports import free_port, wait_for_port
 from local_servers.redis_server import RedisServer, running_redis
 
@@ -121,7 +121,7 @@ class Instance:
 
 
 def token(cid: str, ttl: int = 600) -> str:
-    return issue_notify_token(NOTIFY_SECRET.encode(), cid, ttl)
+    return NotifyTokenSigner(DEFAULT_KEY_ID, NOTIFY_SECRET.encode()).issue(cid, ttl)
 
 
 def new_id() -> str:
@@ -272,9 +272,12 @@ async def test_client_of_a_killed_instance_reconnects_elsewhere_and_gets_the_fin
 @pytest.mark.parametrize(("make_token", "status", "reason"), [
     (lambda cid: None, 401, "token is missing"),
     (lambda cid: "garbage", 401, "token is malformed"),
-    (lambda cid: token(cid).split(".")[0] + ".AAAA", 403, "does not match"),
-    (lambda cid: issue_notify_token(b"another-secret", cid, 600), 403, "does not match"),
-    (lambda cid: issue_notify_token(NOTIFY_SECRET.encode(), cid, -1), 403, "expired"),
+    (lambda cid: token(cid).rsplit(".", 1)[0] + "." + "A" * 43, 403, "does not match"),
+    (lambda cid: "%C2%B2.abc", 401, "token is malformed"),  # a superscript digit: "²".isdigit() is True
+    (lambda cid: "k1.99." + "%C3%A9" * 43, 401, "token is malformed"),  # a non-ASCII signature
+    (lambda cid: "A" * 4000, 401, "token is malformed"),
+    (lambda cid: NotifyTokenSigner(DEFAULT_KEY_ID, b"another-secret").issue(cid, 600), 403, "does not match"),
+    (lambda cid: NotifyTokenSigner(DEFAULT_KEY_ID, NOTIFY_SECRET.encode()).issue(cid, -1), 403, "expired"),
     (lambda cid: token(new_id()), 403, "does not match this correlationId"),
 ])
 async def test_bad_tokens_are_refused_at_the_handshake(launch, make_token, status: int, reason: str) -> None:
@@ -297,6 +300,10 @@ async def test_malformed_frames_get_an_error_frame_and_the_socket_stays_usable(l
             (json.dumps({"action": "subscribe", "correlationId": second, "token": token(first)}),
              "subscription refused: token does not match"),
             (json.dumps({"action": "subscribe", "correlationId": second}), "'token' is required"),
+            (json.dumps({"action": "subscribe", "correlationId": second, "token": "\u00b2.abc"}),
+             "subscription refused: token is malformed"),
+            (json.dumps({"action": "subscribe", "correlationId": second, "token": "k1.9." + "\u00e9" * 43}),
+             "subscription refused: token is malformed"),
         ]:
             await ws.send(frame)
             reply = await next_frame(ws)

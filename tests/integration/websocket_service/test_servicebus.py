@@ -22,7 +22,7 @@ from websockets.asyncio.client import connect
 
 from localbus.embedded import broker_process, running_broker
 from service_platform.backoff import Backoff
-from service_platform.notify_tokens import issue_notify_token
+from service_platform.notify_tokens import DEFAULT_KEY_ID, NotifyTokenSigner
 from service_platform.servicebus_clients import ServiceBusClientFactory
 from local_servers.ports import free_port, wait_for_port
 from local_servers.redis_server import RedisServer
@@ -153,7 +153,7 @@ async def test_instances_on_the_broker_deliver_each_client_its_own_events(
         orders = {str(uuid.uuid4()): port for port in ports for _ in range(3)}
         sockets = {}
         for cid, port in orders.items():
-            token = issue_notify_token(SECRET.encode(), cid, 600)
+            token = NotifyTokenSigner(DEFAULT_KEY_ID, SECRET.encode()).issue(cid, 600)
             sockets[cid] = await connect(f"ws://127.0.0.1:{port}/ws?correlationId={cid}&token={token}", proxy=None)
         await asyncio.sleep(0.3)  # subscriptions registered
         await send(shared_broker.connection_string,

@@ -61,14 +61,15 @@ def test_quantities_are_merged_per_sku_in_one_global_order():
 
 
 def test_correlation_id_is_stable_per_customer_and_idempotency_key():
-    first = correlation_id_for("c-1", "key-1")
-    assert first == correlation_id_for("c-1", "key-1")
-    assert uuid.UUID(first).version == 5
-    assert correlation_id_for("c-2", "key-1") != first
-    assert correlation_id_for("c-1", "key-2") != first
+    first = correlation_id_for("c-1", "key-1", b"secret")
+    assert first == correlation_id_for("c-1", "key-1", b"secret")
+    assert uuid.UUID(first).version == 4
+    assert correlation_id_for("c-2", "key-1", b"secret") != first
+    assert correlation_id_for("c-1", "key-2", b"secret") != first
+    assert correlation_id_for("c-1", "key-1", b"another secret") != first
     # No key: every request is a new order.
-    assert uuid.UUID(correlation_id_for("c-1", None)).version == 4
-    assert correlation_id_for("c-1", None) != correlation_id_for("c-1", None)
+    assert uuid.UUID(correlation_id_for("c-1", None, b"secret")).version == 4
+    assert correlation_id_for("c-1", None, b"secret") != correlation_id_for("c-1", None, b"secret")
 
 
 def test_queue_message_follows_the_v1_contract():

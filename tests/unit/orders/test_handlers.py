@@ -2,13 +2,15 @@
 dead-lettered orders and the read side."""
 
 import asyncio
+import dataclasses
 import logging
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 import pytest
 
 from orders.json_contracts import status_json
-from orders.domain.errors import IdempotencyKeyReused
+from orders.domain.errors import Forbidden, IdempotencyKeyReused, OrderTooLarge, TooManyOrders
 from orders.domain import (
     MarkOrderFailed,
     OrderLine,
@@ -19,7 +21,8 @@ from orders.domain import (
     SubmitOrder,
     TransientError,
 )
-from service_platform.notify_tokens import verify_notify_token
+from orders.domain.callers import Caller, Permission
+from service_platform.notify_tokens import NotifyTokenSigner, NotifyTokenVerifier
 from orders.service_layer import (
     IntakeOptions,
     get_order_status,
@@ -34,12 +37,18 @@ from tests.fakes.orders import (
     FakeDatabase,
     FakeMessagePublisher,
     FakeStatusPublisher,
+    FakeSubmissionLimiter,
     FakeUnitOfWorkFactory,
     statuses,
 )
 
 SECRET = b"test-secret"
-OPTIONS = IntakeOptions(notify_token_secret=SECRET, notify_token_ttl_seconds=600, correlation_ttl_seconds=90_000)
+OPTIONS = IntakeOptions(notify_token_signer=NotifyTokenSigner("k1", SECRET), notify_token_ttl_seconds=600,
+                        correlation_ttl_seconds=90_000, correlation_id_secret=b"correlation-secret",
+                        max_lines_per_order=3, max_units_per_order=20)
+VERIFIER = NotifyTokenVerifier({"k1": SECRET})
+CUSTOMER = Caller("c-1", frozenset({Permission.OWN_ORDERS}))
+LIMITS = FakeSubmissionLimiter()  # permissive: most tests here are not about limits
 CID = "0d3c1d4e-6f10-4c1c-9a3b-5f2f7f0f9c11"
 
 
@@ -73,7 +82,7 @@ def order(*lines, cid=CID, currency="EUR"):
 
 
 def process(command, uow_factory, events, clock):
-    return process_order(command, uow_factory=uow_factory, publisher=events, clock=clock)
+    return process_order(command, uow_factory=uow_factory, publisher=events, limiter=FakeSubmissionLimiter(), clock=clock)
 
 
 # -- intake ------------------------------------------------------------------------------------------------
@@ -81,7 +90,7 @@ def process(command, uow_factory, events, clock):
 async def test_submit_publishes_the_message_and_answers_with_everything_the_client_needs(clock):
     publisher, registry = FakeMessagePublisher(), FakeAcceptedRecordStore()
     command = SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 2),), traceparent="00-t-01")
-    accepted = await submit_order(command, publisher=publisher, accepted_records=registry, clock=clock, options=OPTIONS)
+    accepted = await submit_order(command, publisher=publisher, accepted_records=registry, limiter=LIMITS, clock=clock, options=OPTIONS)
 
     [message] = publisher.messages
     assert message.correlation_id == accepted.correlation_id
@@ -89,16 +98,16 @@ async def test_submit_publishes_the_message_and_answers_with_everything_the_clie
     assert message.traceparent == "00-t-01"
     record, ttl = registry.records[accepted.correlation_id]
     assert ttl == 90_000 and record.customer_id == "c-1"
-    verify_notify_token(SECRET, accepted.notify_token, accepted.correlation_id, now=clock.now().timestamp() + 599)
+    VERIFIER.verify(accepted.notify_token, accepted.correlation_id, now=clock.now().timestamp() + 599)
 
 
 async def test_the_same_idempotency_key_gives_the_same_correlation_id(clock):
     publisher, registry = FakeMessagePublisher(), FakeAcceptedRecordStore()
     command = SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 2),), idempotency_key="retry-me")
-    first = await submit_order(command, publisher=publisher, accepted_records=registry, clock=clock, options=OPTIONS)
-    second = await submit_order(command, publisher=publisher, accepted_records=registry, clock=clock, options=OPTIONS)
+    first = await submit_order(command, publisher=publisher, accepted_records=registry, limiter=LIMITS, clock=clock, options=OPTIONS)
+    second = await submit_order(command, publisher=publisher, accepted_records=registry, limiter=LIMITS, clock=clock, options=OPTIONS)
     other = await submit_order(SubmitOrder("c-2", "EUR", command.items, idempotency_key="retry-me"),
-                               publisher=publisher, accepted_records=registry, clock=clock, options=OPTIONS)
+                               publisher=publisher, accepted_records=registry, limiter=LIMITS, clock=clock, options=OPTIONS)
     assert first.correlation_id == second.correlation_id != other.correlation_id
     assert [m.deduplication_key for m in publisher.messages] == [first.correlation_id] * 2 + [other.correlation_id]
 
@@ -108,7 +117,7 @@ async def test_nothing_is_accepted_when_the_broker_cannot_take_the_order(clock):
     publisher.down = True
     with pytest.raises(TransientError):
         await submit_order(SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 1),)), publisher=publisher,
-                           accepted_records=registry, clock=clock, options=OPTIONS)
+                           accepted_records=registry, limiter=LIMITS, clock=clock, options=OPTIONS)
     assert registry.records == {}
 
 
@@ -117,7 +126,7 @@ async def test_intake_keeps_accepting_orders_while_the_registry_is_down(clock, c
     registry.down = True
     with caplog.at_level(logging.WARNING, logger="orders.service_layer"):
         accepted = await submit_order(SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 1),)), publisher=publisher,
-                                      accepted_records=registry, clock=clock, options=OPTIONS)
+                                      accepted_records=registry, limiter=LIMITS, clock=clock, options=OPTIONS)
     assert [m.correlation_id for m in publisher.messages] == [accepted.correlation_id]
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert warning.correlationId == accepted.correlation_id
@@ -129,16 +138,16 @@ async def test_the_same_key_with_another_body_is_refused_before_anything_is_sent
     reordered = SubmitOrder("c-1", "EUR", (OrderLine("SKU-2", 1), OrderLine("SKU-1", 1), OrderLine("SKU-1", 1)),
                             idempotency_key="k-1")
     other = SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 3),), idempotency_key="k-1")
-    accepted = await submit_order(first, publisher=publisher, accepted_records=registry, clock=clock, options=OPTIONS)
-    again = await submit_order(reordered, publisher=publisher, accepted_records=registry, clock=clock,
+    accepted = await submit_order(first, publisher=publisher, accepted_records=registry, limiter=LIMITS, clock=clock, options=OPTIONS)
+    again = await submit_order(reordered, publisher=publisher, accepted_records=registry, limiter=LIMITS, clock=clock,
                                options=OPTIONS)
     with pytest.raises(IdempotencyKeyReused) as refused:
-        await submit_order(other, publisher=publisher, accepted_records=registry, clock=clock, options=OPTIONS)
+        await submit_order(other, publisher=publisher, accepted_records=registry, limiter=LIMITS, clock=clock, options=OPTIONS)
     assert again.correlation_id == accepted.correlation_id == refused.value.correlation_id
     assert len(publisher.messages) == 2  # the refused body never reached the broker
     # Another customer may use the same key for anything.
     await submit_order(SubmitOrder("c-2", "EUR", other.items, idempotency_key="k-1"), publisher=publisher,
-                       accepted_records=registry, clock=clock, options=OPTIONS)
+                       accepted_records=registry, limiter=LIMITS, clock=clock, options=OPTIONS)
 
 
 async def test_a_key_is_accepted_unchecked_while_the_store_is_down(clock, caplog):
@@ -146,7 +155,7 @@ async def test_a_key_is_accepted_unchecked_while_the_store_is_down(clock, caplog
     registry.down = True
     with caplog.at_level(logging.WARNING, logger="orders.service_layer"):
         accepted = await submit_order(SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 1),), idempotency_key="k"),
-                                      publisher=publisher, accepted_records=registry, clock=clock, options=OPTIONS)
+                                      publisher=publisher, accepted_records=registry, limiter=LIMITS, clock=clock, options=OPTIONS)
     assert [m.correlation_id for m in publisher.messages] == [accepted.correlation_id]
     assert any("not checked" in r.getMessage() for r in caplog.records)
 
@@ -236,10 +245,10 @@ def test_database_down_is_transient_and_changes_nothing(database, uow_factory, e
 
 def test_a_dead_lettered_order_is_marked_failed_once(database, uow_factory, events, clock):
     command = MarkOrderFailed(CID, "message body is not valid JSON")
-    outcome = mark_order_failed(command, uow_factory=uow_factory, publisher=events, clock=clock)
+    outcome = mark_order_failed(command, uow_factory=uow_factory, publisher=events, limiter=FakeSubmissionLimiter(), clock=clock)
     assert (outcome.status, outcome.reason, outcome.order_id) == (OrderStatus.FAILED, command.reason, None)
     clock.advance(5)
-    assert mark_order_failed(command, uow_factory=uow_factory, publisher=events, clock=clock) == outcome
+    assert mark_order_failed(command, uow_factory=uow_factory, publisher=events, limiter=FakeSubmissionLimiter(), clock=clock) == outcome
     assert len(database.orders) == 1
     assert statuses(events.events) == [OrderStatus.FAILED] * 2
     # A later redelivery of the order itself gets the same answer.
@@ -250,14 +259,14 @@ def test_a_dead_lettered_order_is_marked_failed_once(database, uow_factory, even
 def test_a_completed_order_is_never_turned_into_failed(database, uow_factory, events, clock):
     completed = process(order(("SKU-1", 1)), uow_factory, events, clock)
     outcome = mark_order_failed(MarkOrderFailed(CID, "MaxDeliveryCountExceeded"), uow_factory=uow_factory,
-                                publisher=events, clock=clock)
+                                publisher=events, limiter=FakeSubmissionLimiter(), clock=clock)
     assert outcome == completed
     assert statuses(events.events) == [OrderStatus.COMPLETED] * 2
 
 
 def test_a_runaway_reason_is_clipped(uow_factory, events, clock):
     outcome = mark_order_failed(MarkOrderFailed(CID, "x" * 5000), uow_factory=uow_factory, publisher=events,
-                                clock=clock)
+                                limiter=FakeSubmissionLimiter(), clock=clock)
     assert len(outcome.reason) == 1000
 
 
@@ -266,18 +275,18 @@ def test_a_runaway_reason_is_clipped(uow_factory, events, clock):
 async def test_status_comes_from_sql_first_then_from_the_accepted_record(uow_factory, events, clock):
     registry = FakeAcceptedRecordStore()
     with pytest.raises(OrderNotFound):
-        await get_order_status(CID, uow_factory=uow_factory, accepted_records=registry)
+        await get_order_status(CID, CUSTOMER, uow_factory=uow_factory, accepted_records=registry)
 
     publisher = FakeMessagePublisher()
     accepted = await submit_order(SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 1),), idempotency_key="k"),
-                                  publisher=publisher, accepted_records=registry, clock=clock, options=OPTIONS)
+                                  publisher=publisher, accepted_records=registry, limiter=LIMITS, clock=clock, options=OPTIONS)
     cid = accepted.correlation_id
-    status = await get_order_status(cid, uow_factory=uow_factory, accepted_records=registry)
+    status = await get_order_status(cid, CUSTOMER, uow_factory=uow_factory, accepted_records=registry)
     assert status_json(status) == {"correlationId": cid, "status": "Accepted", "orderId": None, "total": None,
                                      "currency": "EUR", "reason": None, "updatedAt": "2026-01-02T03:04:05.000Z"}
 
     process(order(("SKU-1", 1), cid=cid), uow_factory, events, clock)
-    status = await get_order_status(cid, uow_factory=uow_factory, accepted_records=registry)
+    status = await get_order_status(cid, CUSTOMER, uow_factory=uow_factory, accepted_records=registry)
     assert (status.status, status.order_id, status.total) == (OrderStatus.COMPLETED, 1, Decimal("18.90"))
 
 
@@ -285,7 +294,7 @@ async def test_status_is_unavailable_rather_than_missing_when_the_registry_is_do
     registry = FakeAcceptedRecordStore()
     registry.down = True
     with pytest.raises(TransientError):
-        await get_order_status(CID, uow_factory=uow_factory, accepted_records=registry)
+        await get_order_status(CID, CUSTOMER, uow_factory=uow_factory, accepted_records=registry)
 
 
 async def test_status_reads_do_not_block_the_event_loop(uow_factory):
@@ -301,9 +310,97 @@ async def test_status_reads_do_not_block_the_event_loop(uow_factory):
 
     task = asyncio.create_task(ticker())
     with pytest.raises(OrderNotFound):
-        await get_order_status(CID, uow_factory=uow_factory, accepted_records=registry)
+        await get_order_status(CID, CUSTOMER, uow_factory=uow_factory, accepted_records=registry)
     task.cancel()
     assert ticks > 0
+
+
+# -- authorisation and limits ------------------------------------------------------------------------------
+
+async def test_another_customer_reads_an_order_as_absent_and_an_operator_reads_it(uow_factory, events, clock):
+    registry = FakeAcceptedRecordStore()
+    accepted = await submit_order(SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 1),)), publisher=FakeMessagePublisher(),
+                                  accepted_records=registry, limiter=LIMITS, clock=clock, options=OPTIONS)
+    cid = accepted.correlation_id
+    other = Caller("c-2", frozenset({Permission.OWN_ORDERS}))
+    operator = Caller(None, frozenset({Permission.READ_ANY_ORDER}))
+    for stage in ("accepted", "processed"):
+        with pytest.raises(OrderNotFound) as absent:
+            await get_order_status(cid, other, uow_factory=uow_factory, accepted_records=registry)
+        assert str(absent.value) == str(OrderNotFound(cid))  # the same answer as for an id never issued
+        assert (await get_order_status(cid, operator, uow_factory=uow_factory,
+                                       accepted_records=registry)).correlation_id == cid
+        if stage == "accepted":
+            process(order(("SKU-1", 1), cid=cid), uow_factory, events, clock)
+
+
+async def test_a_caller_without_read_permission_is_forbidden(uow_factory):
+    with pytest.raises(Forbidden):
+        await get_order_status(CID, Caller(None, frozenset({Permission.SUBMIT_ON_BEHALF})), uow_factory=uow_factory,
+                               accepted_records=FakeAcceptedRecordStore())
+
+
+@pytest.mark.parametrize("lines, complaint", [
+    ((("SKU-1", 21),), "adds up to 21 units; at most 20"),
+    ((("SKU-1", 1000),) * 100, "adds up to 100000 units; at most 20"),
+    ((("SKU-1", 1), ("SKU-2", 1), ("SKU-3", 1), ("SKU-4", 1)), "has 4 different SKUs; at most 3"),
+])
+async def test_orders_over_the_size_limits_are_refused_before_anything_is_sent(clock, lines, complaint):
+    publisher = FakeMessagePublisher()
+    with pytest.raises(OrderTooLarge) as refused:
+        await submit_order(SubmitOrder("c-1", "EUR", tuple(OrderLine(sku, qty) for sku, qty in lines)),
+                           publisher=publisher, accepted_records=FakeAcceptedRecordStore(), limiter=LIMITS,
+                           clock=clock, options=OPTIONS)
+    assert complaint in str(refused.value) and publisher.messages == []
+
+
+async def test_a_repeated_sku_counts_as_one_line(clock):
+    accepted = await submit_order(SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 1),) * 10),
+                                  publisher=FakeMessagePublisher(), accepted_records=FakeAcceptedRecordStore(),
+                                  limiter=LIMITS, clock=clock, options=OPTIONS)
+    assert accepted.correlation_id
+
+
+async def test_orders_in_flight_are_limited_and_released_once_processed(uow_factory, events, clock):
+    limiter, publisher, registry = FakeSubmissionLimiter(max_in_flight=2), FakeMessagePublisher(), FakeAcceptedRecordStore()
+
+    async def submit(key):
+        return await submit_order(SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 1),), idempotency_key=key),
+                                  publisher=publisher, accepted_records=registry, limiter=limiter, clock=clock,
+                                  options=OPTIONS)
+
+    first, _ = await submit("a"), await submit("b")
+    with pytest.raises(TooManyOrders) as refused:
+        await submit("c")
+    assert refused.value.retry_after_seconds == 5 and len(publisher.messages) == 2
+    await submit("a")  # a retry of an order already counted is not refused
+    process_order(order(("SKU-1", 1), cid=first.correlation_id), uow_factory=uow_factory, publisher=events,
+                  limiter=limiter, clock=clock)
+    await submit("c")
+    assert len(publisher.messages) == 4
+
+
+async def test_intake_admits_orders_while_the_limiter_is_down(clock, caplog):
+    limiter = FakeSubmissionLimiter(max_in_flight=0)
+    limiter.down = True
+    with caplog.at_level(logging.WARNING, logger="orders.service_layer"):
+        await submit_order(SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 1),)), publisher=FakeMessagePublisher(),
+                           accepted_records=FakeAcceptedRecordStore(), limiter=limiter, clock=clock, options=OPTIONS)
+    assert any("limits not checked" in record.getMessage() for record in caplog.records)
+
+
+async def test_idempotency_key_ids_depend_on_the_server_secret(clock):
+    """Without the secret nobody can compute another customer's correlationId from a guessable key."""
+    command = SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 1),), idempotency_key="first-try")
+    ids = []
+    for secret in (b"secret-a", b"secret-b"):
+        options = dataclasses.replace(OPTIONS, correlation_id_secret=secret)
+        accepted = await submit_order(command, publisher=FakeMessagePublisher(),
+                                      accepted_records=FakeAcceptedRecordStore(), limiter=LIMITS, clock=clock,
+                                      options=options)
+        ids.append(accepted.correlation_id)
+    assert ids[0] != ids[1]
+    assert uuid.UUID(ids[0]).version == 4  # indistinguishable from a random id
 
 
 def test_products_are_listed_by_sku(uow_factory):

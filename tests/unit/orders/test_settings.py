@@ -6,8 +6,16 @@ from pydantic import ValidationError
 from orders.settings import OrderSettings
 
 
+SIGN_IN = {"AUTH_ISSUER": "https://login.microsoftonline.com/tenant/v2.0", "AUTH_AUDIENCE": "api://orders"}
+
+
 def settings(**env: str) -> OrderSettings:
-    return OrderSettings.model_validate(env)
+    return OrderSettings.model_validate({**SIGN_IN, **env})
+
+
+def test_sign_in_settings_are_required_and_the_error_says_what_to_set():
+    with pytest.raises(ValidationError, match="AUTH_ISSUER .*AUTH_AUDIENCE"):
+        OrderSettings.model_validate({"ServiceBusConnection": "x"})
 
 
 def test_a_connection_string_or_a_namespace_is_required_and_the_error_says_which_keys():

@@ -5,6 +5,9 @@ import json
 
 import pytest
 
+from orders.domain.callers import Caller, Permission
+from orders.domain.errors import Forbidden
+
 from orders.domain import OrderLine, PoisonMessage
 from orders.validation import (
     InvalidCorrelationId,
@@ -29,11 +32,27 @@ def with_changes(**changes):
     return {**VALID, **changes}
 
 
-def test_a_valid_body_becomes_a_submit_command():
-    command = parse_order_body(json.dumps(VALID).encode()).to_command("key-1", "00-trace-01")
+def test_a_valid_body_becomes_a_submit_command_for_the_signed_in_customer():
+    customer = Caller("c-1", frozenset({Permission.OWN_ORDERS}))
+    command = parse_order_body(json.dumps(VALID).encode()).to_command(customer, "key-1", "00-trace-01")
     assert command.customer_id == "c-1"
     assert command.items == (OrderLine("SKU-1", 2),)
     assert (command.idempotency_key, command.traceparent) == ("key-1", "00-trace-01")
+    body_without_customer = {k: v for k, v in VALID.items() if k != "customerId"}
+    assert parse_order_body(json.dumps(body_without_customer)).to_command(customer).customer_id == "c-1"
+
+
+def test_the_customer_comes_from_the_token_and_only_a_backend_may_name_another():
+    body = parse_order_body(json.dumps(with_changes(customerId="c-2")))
+    with pytest.raises(Forbidden, match="differs from the signed-in customer"):
+        body.to_command(Caller("c-1", frozenset({Permission.OWN_ORDERS})))
+    backend = Caller(None, frozenset({Permission.SUBMIT_ON_BEHALF}))
+    assert body.to_command(backend).customer_id == "c-2"
+    unnamed = parse_order_body(json.dumps({k: v for k, v in VALID.items() if k != "customerId"}))
+    with pytest.raises(Forbidden, match="must name the customer"):
+        unnamed.to_command(backend)
+    with pytest.raises(Forbidden, match="may not place orders"):
+        body.to_command(Caller(None, frozenset({Permission.READ_ANY_ORDER})))
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"not json", b"\xff\xfe", b"[" * 60_000])
@@ -97,7 +116,6 @@ def test_every_problem_is_listed_with_a_json_pointer():
     with pytest.raises(InvalidRequest) as caught:
         parse_order_body(json.dumps({"items": [{"quantity": 5000}]}))
     assert caught.value.errors == [
-        {"field": "customerId", "pointer": "#/customerId", "detail": "is required"},
         {"field": "currency", "pointer": "#/currency", "detail": "is required"},
         {"field": "items[0].sku", "pointer": "#/items/0/sku", "detail": "is required"},
         {"field": "items[0].quantity", "pointer": "#/items/0/quantity", "detail": "must be at most 1000"},

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from websocket_service.settings import WebSocketSettings
+from websocket_service.settings import DEV_NOTIFY_TOKEN_SECRET, WebSocketSettings
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "websocket-service.md"
 
@@ -36,12 +36,20 @@ def test_empty_secrets_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_with_no_secret_set_a_token_from_the_intake_verifies_at_the_websocket_service(monkeypatch) -> None:
-    from service_platform.notify_tokens import issue_notify_token, verify_notify_token
+    from service_platform.notify_tokens import NotifyTokenSigner, NotifyTokenVerifier
     from orders.settings import OrderSettings
 
     monkeypatch.delenv("NOTIFY_TOKEN_SECRET", raising=False)
-    intake = OrderSettings.model_validate({"ServiceBusConnection": "Endpoint=sb://localhost:5682;"})
+    intake = OrderSettings.model_validate({"ServiceBusConnection": "Endpoint=sb://localhost:5682;",
+                                           "AUTH_ISSUER": "http://127.0.0.1:1", "AUTH_AUDIENCE": "api://orders"})
     service = WebSocketSettings()
-    token = issue_notify_token(intake.notify_token_secret.get_secret_value().encode(), "cid", ttl_seconds=60)
+    signer = NotifyTokenSigner(intake.notify_token_key_id, intake.notify_token_secret.get_secret_value().encode())
+    NotifyTokenVerifier(service.notify_token_keys).verify(signer.issue("cid", ttl_seconds=60), "cid")
 
-    verify_notify_token(service.notify_token_secret.get_secret_value().encode(), token, "cid")
+
+def test_the_previous_notify_key_is_accepted_only_with_its_id(monkeypatch) -> None:
+    monkeypatch.setenv("NOTIFY_TOKEN_PREVIOUS_SECRET", "old")
+    with pytest.raises(ValidationError, match="together"):
+        WebSocketSettings()
+    monkeypatch.setenv("NOTIFY_TOKEN_PREVIOUS_KEY_ID", "k0")
+    assert WebSocketSettings().notify_token_keys == {"k1": DEV_NOTIFY_TOKEN_SECRET.encode(), "k0": b"old"}

@@ -31,7 +31,8 @@ from orders.domain import (
 )
 from orders.service_layer import get_order_status, list_products, mark_order_failed, process_order
 from local_servers.ports import free_port
-from tests.fakes.orders import FakeClock, FakeAcceptedRecordStore, FakeStatusPublisher, statuses
+from orders.domain.callers import Caller, Permission
+from tests.fakes.orders import FakeAcceptedRecordStore, FakeClock, FakeStatusPublisher, FakeSubmissionLimiter, statuses
 
 REPO = Path(__file__).resolve().parents[4]
 
@@ -127,7 +128,7 @@ def test_products_come_back_with_exact_prices(uow_factory):
 def test_a_completed_order_stores_order_lines_and_stock_in_one_go(engine, uow_factory, events, clock):
     before = (stock(engine, "SKU-1"), stock(engine, "SKU-3"))
     outcome = process_order(order(cid(1), ("SKU-1", 2), ("SKU-3", 3), ("SKU-1", 1)), uow_factory=uow_factory,
-                            publisher=events, clock=clock)
+                            publisher=events, limiter=FakeSubmissionLimiter(), clock=clock)
     assert outcome.status is OrderStatus.COMPLETED
     assert outcome.total == Decimal("71.67")  # 3 × 18.90 + 3 × 4.99
     assert isinstance(outcome.order_id, int) and outcome.order_id >= 1
@@ -146,16 +147,16 @@ def test_a_completed_order_stores_order_lines_and_stock_in_one_go(engine, uow_fa
 
 def test_the_database_generates_distinct_order_ids(uow_factory, events, clock):
     ids = [process_order(order(cid(n), ("SKU-3", 1)), uow_factory=uow_factory, publisher=events,
-                         clock=clock).order_id for n in range(1, 4)]
+                         limiter=FakeSubmissionLimiter(), clock=clock).order_id for n in range(1, 4)]
     assert len(set(ids)) == 3 and ids == sorted(ids)
 
 
 def test_a_redelivered_message_gives_the_same_order_and_no_second_stock_change(engine, uow_factory, events,
                                                                                clock):
-    first = process_order(order(cid(1), ("SKU-2", 2)), uow_factory=uow_factory, publisher=events, clock=clock)
+    first = process_order(order(cid(1), ("SKU-2", 2)), uow_factory=uow_factory, publisher=events, limiter=FakeSubmissionLimiter(), clock=clock)
     left = stock(engine, "SKU-2")
     clock.advance(30)
-    again = process_order(order(cid(1), ("SKU-2", 2)), uow_factory=uow_factory, publisher=events, clock=clock)
+    again = process_order(order(cid(1), ("SKU-2", 2)), uow_factory=uow_factory, publisher=events, limiter=FakeSubmissionLimiter(), clock=clock)
     assert again == first
     assert stock(engine, "SKU-2") == left
     assert count(engine, orders) == 1
@@ -165,22 +166,22 @@ def test_a_redelivered_message_gives_the_same_order_and_no_second_stock_change(e
 def test_rejections_name_the_sku_change_nothing_and_are_remembered(engine, uow_factory, events, clock):
     before = stock(engine, "SKU-1")
     unknown = process_order(order(cid(1), ("SKU-1", 1), ("SKU-404", 1)), uow_factory=uow_factory,
-                            publisher=events, clock=clock)
+                            publisher=events, limiter=FakeSubmissionLimiter(), clock=clock)
     empty = process_order(order(cid(2), ("SKU-1", 1), ("SKU-12", 1)), uow_factory=uow_factory,
-                          publisher=events, clock=clock)
+                          publisher=events, limiter=FakeSubmissionLimiter(), clock=clock)
     assert (unknown.status, unknown.reason) == (OrderStatus.REJECTED, "unknown SKU: SKU-404")
     assert (empty.status, empty.reason) == (OrderStatus.REJECTED, "not enough stock for SKU SKU-12: 1 requested")
     assert stock(engine, "SKU-1") == before  # SKU-1 was taken, then given back with the rollback
     assert count(engine, order_lines) == 0
     again = process_order(order(cid(2), ("SKU-1", 1), ("SKU-12", 1)), uow_factory=uow_factory,
-                          publisher=events, clock=clock)
+                          publisher=events, limiter=FakeSubmissionLimiter(), clock=clock)
     assert again == empty
 
 
 def test_the_last_units_sell_and_then_the_product_is_out(engine, uow_factory, events, clock):
     set_stock(engine, "SKU-4", 2)
     outcomes = [process_order(order(cid(n), ("SKU-4", 1)), uow_factory=uow_factory, publisher=events,
-                              clock=clock).status for n in range(1, 4)]
+                              limiter=FakeSubmissionLimiter(), clock=clock).status for n in range(1, 4)]
     assert outcomes == [OrderStatus.COMPLETED, OrderStatus.COMPLETED, OrderStatus.REJECTED]
     assert stock(engine, "SKU-4") == 0
 
@@ -207,21 +208,21 @@ def test_leaving_a_unit_of_work_without_commit_leaves_no_trace(engine, uow_facto
 def test_dead_lettered_orders_are_failed_in_sql_but_completed_ones_stay_completed(engine, uow_factory, events,
                                                                                   clock):
     failed = mark_order_failed(MarkOrderFailed(cid(1), "message body is not valid JSON"), uow_factory=uow_factory,
-                               publisher=events, clock=clock)
+                               publisher=events, limiter=FakeSubmissionLimiter(), clock=clock)
     assert (failed.status, failed.reason) == (OrderStatus.FAILED, "message body is not valid JSON")
     with engine.connect() as connection:
         row = connection.execute(select(orders).where(orders.c.correlation_id == cid(1))).one()
     assert (row.status, row.customer_id, row.reason) == ("Failed", None, "message body is not valid JSON")
 
-    completed = process_order(order(cid(2), ("SKU-3", 1)), uow_factory=uow_factory, publisher=events, clock=clock)
+    completed = process_order(order(cid(2), ("SKU-3", 1)), uow_factory=uow_factory, publisher=events, limiter=FakeSubmissionLimiter(), clock=clock)
     assert mark_order_failed(MarkOrderFailed(cid(2), "MaxDeliveryCountExceeded"), uow_factory=uow_factory,
-                             publisher=events, clock=clock) == completed
+                             publisher=events, limiter=FakeSubmissionLimiter(), clock=clock) == completed
     assert statuses(events.events) == [OrderStatus.FAILED, OrderStatus.COMPLETED, OrderStatus.COMPLETED]
 
 
 async def test_status_is_read_from_sql(uow_factory, events, clock):
-    outcome = process_order(order(cid(1), ("SKU-1", 1)), uow_factory=uow_factory, publisher=events, clock=clock)
-    status = await get_order_status(cid(1), uow_factory=uow_factory, accepted_records=FakeAcceptedRecordStore())
+    outcome = process_order(order(cid(1), ("SKU-1", 1)), uow_factory=uow_factory, publisher=events, limiter=FakeSubmissionLimiter(), clock=clock)
+    status = await get_order_status(cid(1), Caller(None, frozenset({Permission.READ_ANY_ORDER})), uow_factory=uow_factory, accepted_records=FakeAcceptedRecordStore())
     assert status == outcome
     assert status_json(status)["total"] == "18.90"
 
@@ -231,7 +232,7 @@ def test_an_unreachable_database_is_a_transient_error(events, clock):
     try:
         with pytest.raises(TransientError, match="retry later"):
             process_order(order(cid(1), ("SKU-1", 1)), uow_factory=SqlUnitOfWork.factory(engine),
-                          publisher=events, clock=clock)
+                          publisher=events, limiter=FakeSubmissionLimiter(), clock=clock)
     finally:
         engine.dispose()
     assert events.events == []
@@ -248,7 +249,7 @@ def test_a_locked_sqlite_database_is_a_transient_error(tmp_path, events, clock):
             holder.execute(text("UPDATE products SET stock = stock WHERE sku = 'SKU-1'"))
             with pytest.raises(TransientError):
                 process_order(order(cid(1), ("SKU-1", 1)), uow_factory=SqlUnitOfWork.factory(engine),
-                              publisher=events, clock=clock)
+                              publisher=events, limiter=FakeSubmissionLimiter(), clock=clock)
     finally:
         engine.dispose()
 
@@ -269,6 +270,10 @@ RACER = textwrap.dedent("""
         def publish(self, event):
             pass
 
+    class FakeSubmissionLimiter:
+        def release(self, customer_id, correlation_id):
+            pass
+
     correlation_ids = json.loads(sys.argv[2])
     engine = create_engine_for(Settings())
     with engine.connect():
@@ -280,7 +285,8 @@ RACER = textwrap.dedent("""
         command = ProcessOrder(cid, "c-1", "EUR", (OrderLine("SKU-5", 1), OrderLine("SKU-3", 1)),
                                datetime.now(UTC))
         outcome = process_order(command, uow_factory=SqlUnitOfWork.factory(engine),
-                                publisher=FakeStatusPublisher(), clock=SystemClock())
+                                publisher=FakeStatusPublisher(), limiter=FakeSubmissionLimiter(),
+                                clock=SystemClock())
         results.append([outcome.status.value, outcome.order_id])
     engine.dispose()
     print(json.dumps(results), flush=True)
@@ -347,7 +353,7 @@ def test_sqlite_reads_do_not_queue_behind_a_writer(tmp_path, events, clock):
         migrate(engine=engine)
         seed_catalog(engine)
         uow_factory = SqlUnitOfWork.factory(engine)
-        process_order(order(cid(1), ("SKU-1", 1)), uow_factory=uow_factory, publisher=events, clock=clock)
+        process_order(order(cid(1), ("SKU-1", 1)), uow_factory=uow_factory, publisher=events, limiter=FakeSubmissionLimiter(), clock=clock)
         with engine.connect() as writer:
             writer.execute(text("UPDATE products SET stock = stock - 1 WHERE sku = 'SKU-2'"))
             assert len(list_products(uow_factory=uow_factory)) == len(load_catalog())
