@@ -79,6 +79,7 @@ def build_identity_app(keys: SigningKeys, *, issuer: str, audience: str,
         }, headers=CORS)
 
     async def jwks(request: Request) -> Response:
+        request.app.state.jwks_requests += 1
         return JSONResponse(keys.jwks(), headers={**CORS, "Cache-Control": "max-age=300"})
 
     async def authorize(request: Request) -> Response:
@@ -143,7 +144,7 @@ def build_identity_app(keys: SigningKeys, *, issuer: str, audience: str,
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    return Starlette(routes=[
+    app = Starlette(routes=[
         Route("/.well-known/openid-configuration", discovery),
         Route("/keys", jwks),
         Route("/authorize", authorize),
@@ -151,3 +152,5 @@ def build_identity_app(keys: SigningKeys, *, issuer: str, audience: str,
         Route("/rotate", rotate, methods=["POST"]),
         Route("/healthz", healthz),
     ])
+    app.state.jwks_requests = 0  # how often validators fetched the keys (tests and benchmarks read it)
+    return app

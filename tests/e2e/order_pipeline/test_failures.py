@@ -84,6 +84,10 @@ def test_with_the_broker_down_intake_answers_503_and_accepts_again_once_it_is_ba
             assert refused.status_code == 503
             assert refused.headers["retry-after"].isdigit()
             assert "retry" in refused.json()["detail"]
+            # No broker, driver or host detail in the body; an error id the log line carries too.
+            error_id = refused.json()["errorId"]
+            assert str(stack.ports.broker) not in refused.text and "127.0.0.1" not in refused.text
+            assert error_id in (stack.log_dir / "host.log").read_text()
             assert health.status_code == 503 and "broker" in health.json()["detail"]
 
             stack.start_broker()
