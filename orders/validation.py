@@ -16,7 +16,7 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
 from orders.currencies import ISO_4217_CODES
@@ -67,7 +67,12 @@ def _currency(value: str) -> str:
 CustomerId = Annotated[str, AfterValidator(_customer_id)]
 Currency = Annotated[str, AfterValidator(_currency)]
 Sku = Annotated[str, Field(min_length=1, max_length=64)]
-Quantity = Annotated[int, Field(ge=1, le=1000)]
+def _whole_float_as_int(value: object) -> object:
+    # JSON Schema (and so the OpenAPI document) counts 2.0 as an integer; 2.5, "2" and true stay refused.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Quantity = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_whole_float_as_int)]
 
 
 class OrderItemBody(BaseModel):
@@ -86,7 +91,8 @@ class OrderBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=False)
 
-    customer_id: CustomerId | None = Field(default=None, alias="customerId")
+    # Absent means "the signed-in customer"; an explicit null is refused like any non-string.
+    customer_id: CustomerId = Field(default=None, alias="customerId")  # type: ignore[assignment]
     currency: Currency
     items: Annotated[list[OrderItemBody], Field(min_length=1, max_length=100)]
 
