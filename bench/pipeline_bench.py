@@ -65,6 +65,8 @@ function setup(thread)
 end
 function init(args)
   customers = tonumber(args[1]) or 50
+  headers = {["Content-Type"] = "application/json"}
+  if args[2] then headers["Authorization"] = "Bearer " .. args[2] end
   accepted = 0
   other = 0
   counter = 0
@@ -73,7 +75,7 @@ function request()
   counter = counter + 1
   local body = string.format(
     '{"customerId":"bench-%d","currency":"EUR","items":[{"sku":"SKU-1","quantity":1}]}', counter % customers)
-  return wrk.format("POST", "/api/orders", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", "/api/orders", headers, body)
 end
 function response(status, headers, body)
   if status == 202 then accepted = accepted + 1 else other = other + 1 end
@@ -145,7 +147,7 @@ def serve_baseline(port: int) -> None:
 
 
 async def send_at_rate(port: int, rate: float, duration: float, warmup: float, customers: int,
-                       connections: int) -> None:
+                       connections: int, token: str) -> None:
     """Open-loop sender: order n is due at start + n/rate whatever happened to earlier ones; a free keep-alive
     connection takes it. Prints one JSON line: per order its due time (wall clock), 202 time, correlationId and
     whether it was sent during the first ``warmup`` seconds (not measured)."""
@@ -163,7 +165,7 @@ async def send_at_rate(port: int, rate: float, duration: float, warmup: float, c
             body = json.dumps({"customerId": f"rate-{number % customers}", "currency": "EUR",
                                "items": [{"sku": "SKU-1", "quantity": 1}]}).encode()
             writer.write(b"POST /api/orders HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                         b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s" % (token.encode(), len(body), body))
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
             for line in head.split(b"\r\n")[1:]:
@@ -244,16 +246,18 @@ class Report:
     intake: list[IntakeResult] = field(default_factory=list)
     processing: ProcessingResult | None = None
     latency: list[LatencyResult] = field(default_factory=list)
+    # CPU of validating one bearer token seen for the first time, and one presented again (remembered)
+    validation_cpu_us: tuple[float, float] | None = None
 
 
 def run_wrk(port: int, seconds: float, connections: int, customers: int, server_pid: int, name: str,
-            script: Path) -> IntakeResult:
+            script: Path, token: str | None = None) -> IntakeResult:
     threads = 2
     before_cpu = cpu_seconds(server_pid)
     before_children = os.times()
     result = subprocess.run(
         ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:.0f}s", "--timeout", "10s",
-         "-s", str(script), f"http://127.0.0.1:{port}", "--", str(customers)],
+         "-s", str(script), f"http://127.0.0.1:{port}", "--", str(customers), *([token] if token else [])],
         capture_output=True, text=True, check=False)
     after_children = os.times()
     server_cpu = cpu_seconds(server_pid) - before_cpu
@@ -299,6 +303,9 @@ class Bench:
 
         self.options = options
         environ = {f"{SERVICE_BUS_SETTING}{key}": value for key, value in options.service_bus}
+        # A few customers send thousands of orders a minute here: the per-customer abuse limits would refuse
+        # almost all of them, so they are out of the way (their Redis round trips still run).
+        environ |= {"CUSTOMER_MAX_ORDERS_PER_MINUTE": "1000000000", "CUSTOMER_MAX_ORDERS_IN_FLIGHT": "1000000000"}
         self.stack = LocalStack(data_dir, StackPorts.free(websocket_instances=0), environ=environ,
                                 host_functions=HTTP_FUNCTIONS)
         self._engine: Any = None
@@ -380,14 +387,45 @@ class Bench:
         port = self.stack.ports.host
         note(f"intake: warming up {self.options.warmup:.0f}s, then {self.options.duration:.0f}s at "
              f"{self.options.connections} connections")
+        token = self.backend_token()
         run_wrk(port, self.options.warmup, self.options.connections, self.options.customers, self.host_pid,
-                "warm-up", script)
+                "warm-up", script, token)
         broker_before = cpu_seconds(self.broker_pid)
         result = run_wrk(port, self.options.duration, self.options.connections, self.options.customers,
-                         self.host_pid, "local host", script)
+                         self.host_pid, "local host", script, token)
         result.broker_cpu_us = (cpu_seconds(self.broker_pid) - broker_before) / max(1, result.accepted) * 1e6
         result.queued = self.queued()
         return result
+
+    def backend_token(self) -> str:
+        """The development backend's token: it names the customer in the body, as the load does."""
+        from local_servers.orders_api import development_token
+
+        return development_token(self.stack.identity_url)
+
+    def token_validation(self, count: int = 10_000) -> tuple[float, float]:
+        """CPU µs per token validation, in a process of its own: the validator the intake runs, the keys
+        fetched once from the stack's identity provider; a token seen for the first time (signature checked:
+        the cache is off) and one presented again (remembered, the common case: a client reuses its token
+        for an hour)."""
+        program = (
+            "import asyncio, sys, time\n"
+            "from service_platform.access_tokens import AccessTokenValidator\n"
+            "from function_app.callers import caller_for\n"
+            "header = 'Bearer ' + sys.argv[2]\n"
+            "async def run(v, n):\n"
+            "    for _ in range(n):\n"
+            "        caller_for(await v.validate_header(header))\n"
+            "for size in (0, 10_000):\n"
+            "    v = AccessTokenValidator(issuer=sys.argv[1], audience='api://orders', cache_size=size)\n"
+            "    asyncio.run(run(v, 200))\n"
+            "    started = time.process_time()\n"
+            "    asyncio.run(run(v, int(sys.argv[3])))\n"
+            "    print((time.process_time() - started) / int(sys.argv[3]) * 1e6)\n")
+        result = subprocess.run([sys.executable, "-c", program, self.stack.identity_url, self.backend_token(),
+                                 str(count)], cwd=ROOT, capture_output=True, text=True, check=True)
+        first, again = (float(line) for line in result.stdout.split())
+        return first, again
 
     def preload(self, count: int) -> None:
         """Queue ``count`` orders through intake while nothing processes them."""
@@ -399,7 +437,8 @@ class Bench:
     def send(self, rate: float, seconds: float, warmup: float) -> dict[str, Any]:
         sender = subprocess.run(
             [sys.executable, "-m", "bench.pipeline_bench", "--send-at-rate", repr(rate), "--port", str(self.stack.ports.host),
-             "--rate-duration", repr(seconds), "--warmup", repr(warmup), "--customers", str(self.options.customers)],
+             "--rate-duration", repr(seconds), "--warmup", repr(warmup), "--customers", str(self.options.customers),
+             "--token", self.backend_token()],
             cwd=ROOT, capture_output=True, text=True, check=False)
         if sender.returncode != 0:
             raise RuntimeError(f"the sender failed:\n{sender.stderr}")
@@ -516,6 +555,18 @@ def render(report: Report, options: argparse.Namespace, started_load: str) -> st
         table(["server", "202/s", "p50 ms", "p99 ms", "max ms", "non-202", "server CPU µs/req", "broker CPU µs/req",
                "wrk CPU",
                "queued after", "target ≥3,000/s, p99 ≤30 ms"], rows)
+    if report.validation_cpu_us is not None and report.intake:
+        host = report.intake[-1]
+        first, again = report.validation_cpu_us
+        rows = [["intake with token validation (the local host row above; one token, remembered)",
+                 f"{host.server_cpu_us:.0f}", "100%", ""],
+                ["intake without token validation (that minus a remembered token's check)",
+                 f"{host.server_cpu_us - again:.0f}", f"{1 - again / host.server_cpu_us:.1%}", ""]]
+        for name, cost in (("a remembered token (signature checked before)", again),
+                           ("a token seen for the first time (RS256 signature check)", first)):
+            share = cost / host.server_cpu_us
+            rows.append([f"validation alone: {name}", f"{cost:.0f}", f"{share:.1%}", _mark(share <= 0.10)])
+        table(["intake CPU per order", "µs", "share of intake CPU", "target ≤10%"], rows)
     if report.processing:
         p = report.processing
         table(["processing (SQLite, one host)", "orders", "orders/s", "host CPU µs/order", "broker CPU µs/order",
@@ -573,6 +624,7 @@ def main() -> int:
     parser.add_argument("--serve-baseline", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--send-at-rate", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--token", help=argparse.SUPPRESS)
     options = parser.parse_args()
 
     if options.serve_baseline:
@@ -580,7 +632,7 @@ def main() -> int:
         return 0
     if options.send_at_rate:
         asyncio.run(send_at_rate(options.port, options.send_at_rate, options.rate_duration, options.warmup,
-                                 options.customers, connections=32))
+                                 options.customers, connections=32, token=options.token))
         return 0
 
     options.duration = options.duration or (3.0 if options.quick else 10.0)
@@ -606,6 +658,8 @@ def main() -> int:
             report.intake.append(measure_baseline(options, script))
             with running(Bench(options, data_dir / "intake")) as bench:
                 report.intake.append(bench.intake(script))
+                note("intake: CPU of token validation alone ...")
+                report.validation_cpu_us = bench.token_validation()
         if phases & {"processing", "latency"}:
             # A stack of its own: the intake phase leaves far more orders queued than this phase needs.
             with running(Bench(options, data_dir / "processing")) as bench:

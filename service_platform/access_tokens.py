@@ -6,7 +6,9 @@ PyJWT checks the signature and the registered claims; this module decides which 
   and kept; a token with an unknown ``kid`` triggers a refresh, at most one per ``min_refresh_seconds`` so
   that a flood of made-up kids cannot hammer the issuer;
 - the fetch runs in a worker thread, never on the event loop, and never per request;
-- only RS256 is accepted: no ``none``, and no HS256 signed with the public key (the key type decides).
+- only RS256 is accepted: no ``none``, and no HS256 signed with the public key (the key type decides);
+- a token already verified is remembered (the exact string, until it expires; at most ``cache_size``), so a
+  client presenting its token on every request pays for the signature check once.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -56,7 +59,8 @@ class TokenIdentity:
 class AccessTokenValidator:
     def __init__(self, *, issuer: str, audience: str, jwks_url: str | None = None, subject_claim: str = "oid",
                  leeway_seconds: float = 60.0, min_refresh_seconds: float = 30.0,
-                 max_key_age_seconds: float = 24 * 3600.0, fetch_timeout_seconds: float = 5.0) -> None:
+                 max_key_age_seconds: float = 24 * 3600.0, fetch_timeout_seconds: float = 5.0,
+                 cache_size: int = 10_000) -> None:
         self.issuer = issuer  # compared exactly, as the token's iss must match
         self.audience = audience
         self.subject_claim = subject_claim
@@ -70,6 +74,8 @@ class AccessTokenValidator:
         self._attempted_at = float("-inf")
         self._refresh_lock = threading.Lock()
         self._refreshing = 0
+        self._verified: OrderedDict[str, tuple[TokenIdentity, float]] = OrderedDict()
+        self._cache_size = cache_size
 
     # ------------------------------------------------------------------ validation
     async def validate_header(self, authorization: str | None) -> TokenIdentity:
@@ -82,6 +88,20 @@ class AccessTokenValidator:
         return await self.validate(token.strip())
 
     async def validate(self, token: str) -> TokenIdentity:
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            identity, expires = remembered
+            if time.time() < expires + self._leeway:
+                self._verified.move_to_end(token)
+                return identity
+            del self._verified[token]
+        identity = await self._verify(token)
+        self._verified[token] = (identity, float(identity.claims["exp"]))
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return identity
+
+    async def _verify(self, token: str) -> TokenIdentity:
         if len(token) > MAX_TOKEN_LENGTH:
             raise TokenRejected("the token is too long")
         try:

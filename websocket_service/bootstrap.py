@@ -13,7 +13,7 @@ from service_platform.azure_identity import close_process_credential
 from service_platform.api_tokens import BearerAuth, ClientCredentialsTokens, WorkloadIdentityTokens
 from service_platform.notify_tokens import NotifyTokenVerifier
 from websocket_service.forwarder import HttpEventForwarder
-from websocket_service.gateway import SocketGateway
+from websocket_service.gateway import SocketGateway, SocketLimits
 from websocket_service.notifier import StatusNotifier
 from websocket_service.ports import SocketHolderRegistry, EventForwarder, StatusConsumer, StatusReader
 from websocket_service.redis_socket_holders import RedisSocketHolderRegistry
@@ -120,6 +120,11 @@ def bootstrap(
     gateway = SocketGateway(
         notifier, NotifyTokenVerifier(settings.notify_token_keys),
         max_subscriptions=settings.max_subscriptions, send_queue_limit=settings.send_queue_limit,
-        heartbeat_seconds=settings.heartbeat_seconds, per_message_deflate=settings.per_message_deflate)
+        heartbeat_seconds=settings.heartbeat_seconds, per_message_deflate=settings.per_message_deflate,
+        limits=SocketLimits(max_connections=settings.max_connections,
+                            max_connections_per_client=settings.max_connections_per_client,
+                            idle_seconds=settings.idle_seconds,
+                            max_frames_per_window=settings.max_frames_per_10s,
+                            client_address_header=settings.client_address_header or None))
     return Services(settings=settings, notifier=notifier, registry=registry, status_reader=status_reader,
                     forwarder=forwarder, consumer=consumer, api_client=api_client, gateway=gateway)

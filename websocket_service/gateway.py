@@ -13,7 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -42,7 +46,42 @@ log = logging.getLogger("websocket_service.gateway")
 WS_PATH = "/ws"
 CLOSE_OVERFLOW = 1013
 CLOSE_RESTART = 1012
-MAX_INCOMING_FRAME = 64 * 1024
+CLOSE_IDLE = 1000
+CLOSE_POLICY = 1008
+FRAME_WINDOW_SECONDS = 10.0
+# Client frames are subscribe/unsubscribe commands of a few hundred bytes. A bigger frame closes the socket
+# (1009), and at most MAX_QUEUED_FRAMES wait while a subscribe is under way: what a hostile socket can make
+# this instance hold is bounded to about MAX_INCOMING_FRAME x MAX_QUEUED_FRAMES.
+MAX_INCOMING_FRAME = 4 * 1024
+MAX_QUEUED_FRAMES = 4
+# Kernel buffers per socket. Unbounded, Linux grows them to megabytes for a peer that floods or never reads,
+# and asyncio hands over up to 256 KiB per read: thousands of hostile sockets would hold gigabytes (and
+# socket buffers count against the pod's memory limit). Status frames are small; these are plenty.
+SOCKET_RECEIVE_BUFFER = 16 * 1024
+SOCKET_SEND_BUFFER = 64 * 1024
+
+
+class BoundedServerConnection(ServerConnection):
+    """A ``ServerConnection`` whose kernel socket buffers are bounded from the moment it takes the socket over."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_RECEIVE_BUFFER)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)
+        super().connection_made(transport)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class SocketLimits:
+    """What one instance accepts (docs/websocket-service.md has the settings)."""
+
+    max_connections: int = 10_000
+    max_connections_per_client: int = 100
+    idle_seconds: float = 30.0  # a socket following no order is closed after this long
+    max_frames_per_window: int = 120  # client frames per FRAME_WINDOW_SECONDS; more closes the socket (1008)
+    client_address_header: str | None = None  # e.g. x-real-ip behind the ingress; None: the peer address
 
 
 class SocketSession:
@@ -111,6 +150,7 @@ class SocketGateway:
         per_message_deflate: bool = False,
         open_timeout: float = 10.0,
         close_timeout: float = 5.0,
+        limits: SocketLimits = SocketLimits(),
     ) -> None:
         self.notifier = notifier
         self.notify_tokens = notify_tokens
@@ -120,7 +160,10 @@ class SocketGateway:
         self.per_message_deflate = per_message_deflate
         self.open_timeout = open_timeout
         self.close_timeout = close_timeout
+        self.limits = limits
         self.sessions: set[SocketSession] = set()
+        self._admitted: dict[ServerConnection, str] = {}  # sockets past the handshake → client address
+        self._per_client: Counter[str] = Counter()
         # What ServerConnection expects of its server:
         self.handler_tasks: set[asyncio.Task[None]] = set()
         self._serving = True
@@ -134,9 +177,9 @@ class SocketGateway:
         """Called by uvicorn for each upgrade request; returns the asyncio protocol that takes the socket over."""
         extensions = [ServerPerMessageDeflateFactory()] if self.per_message_deflate else None
         protocol = ServerProtocol(extensions=extensions, max_size=MAX_INCOMING_FRAME, logger=log)
-        return ServerConnection(protocol, self, ping_interval=self.heartbeat_seconds,  # type: ignore[arg-type]
+        return BoundedServerConnection(protocol, self, ping_interval=self.heartbeat_seconds,  # type: ignore[arg-type]
                                 ping_timeout=self.heartbeat_seconds, close_timeout=self.close_timeout,
-                                max_queue=16)
+                                max_queue=MAX_QUEUED_FRAMES)
 
     async def handler(self, connection: ServerConnection) -> None:
         try:
@@ -152,7 +195,22 @@ class SocketGateway:
             log.exception("socket handler failed")
             connection.transport.abort()
         finally:
+            self._release(connection)
             self.handler_tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+    def _client_of(self, connection: ServerConnection, request: Request) -> str:
+        header = self.limits.client_address_header
+        if header and (value := request.headers.get(header)):
+            return value.split(",")[0].strip()[:64]
+        peer = connection.remote_address
+        return str(peer[0]) if peer else "unknown"
+
+    def _release(self, connection: ServerConnection) -> None:
+        client = self._admitted.pop(connection, None)
+        if client is not None:
+            self._per_client[client] -= 1
+            if self._per_client[client] <= 0:
+                del self._per_client[client]
 
     # ------------------------------------------------------------------------------------ the protocol
     def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -168,6 +226,17 @@ class SocketGateway:
             return connection.respond(400, "correlationId is not a UUID\n")
         if not token:
             return connection.respond(401, "token is missing: pass the notifyToken returned with the order\n")
+        if len(self._admitted) >= self.limits.max_connections:
+            log.warning("handshake refused: the instance is at its connection limit",
+                        extra={"correlationId": correlation_id, "limit": self.limits.max_connections})
+            return _retry_later(connection.respond(
+                503, "this instance is at its connection limit: reconnect in a few seconds\n"))
+        client = self._client_of(connection, request)
+        if self._per_client[client] >= self.limits.max_connections_per_client:
+            log.info("handshake refused: too many sockets from one client",
+                     extra={"correlationId": correlation_id, "limit": self.limits.max_connections_per_client})
+            return _retry_later(connection.respond(
+                429, "too many open sockets from this client: close some (one socket can follow many orders)\n"))
         try:
             self.notify_tokens.verify(token, correlation_id)
         except InvalidNotifyToken as exc:
@@ -175,6 +244,8 @@ class SocketGateway:
             log.info("handshake refused", extra={"correlationId": correlation_id, "httpStatus": status,
                                                 "reason": str(exc)})
             return connection.respond(status, f"{exc}\n")
+        self._admitted[connection] = client
+        self._per_client[client] += 1
         return None
 
     async def _serve(self, connection: ServerConnection) -> None:
@@ -183,7 +254,31 @@ class SocketGateway:
         self.sessions.add(session)
         try:
             await self.notifier.subscribe(session, correlation_id)
-            async for message in connection:
+            idle_since: float | None = None
+            window_start, frames_in_window = time.monotonic(), 0
+            while True:
+                # A socket that follows nothing is closed after a while, however many frames it sends.
+                if session.subscriptions:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = time.monotonic()
+                remaining = None if idle_since is None else idle_since + self.limits.idle_seconds - time.monotonic()
+                try:
+                    async with asyncio.timeout(remaining):
+                        message = await connection.recv()
+                except TimeoutError:
+                    await connection.close(CLOSE_IDLE, f"following no order for {self.limits.idle_seconds:.0f}s")
+                    break
+                # A client sends a handful of commands; a flood of frames only costs this instance CPU.
+                now = time.monotonic()
+                if now - window_start >= FRAME_WINDOW_SECONDS:
+                    window_start, frames_in_window = now, 0
+                frames_in_window += 1
+                if frames_in_window > self.limits.max_frames_per_window:
+                    log.info("socket closed: too many frames", extra={"correlationId": correlation_id})
+                    await connection.close(CLOSE_POLICY, f"more than {self.limits.max_frames_per_window} frames "
+                                                         f"in {FRAME_WINDOW_SECONDS:.0f}s")
+                    break
                 try:
                     command = parse_client_frame(message)
                     if isinstance(command, Subscribe):
@@ -228,6 +323,11 @@ class SocketGateway:
             task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _retry_later(response: Response) -> Response:
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 ProtocolFactory = Callable[..., ServerConnection]

@@ -351,7 +351,8 @@ async def test_redis_stopped_and_restarted_no_crash_and_routing_resumes(launch, 
 
 
 async def test_slow_client_overflow_closes_only_that_client(launch, status_api) -> None:
-    a = launch("a", consume=False, WS_SEND_QUEUE_LIMIT="4", WS_MAX_SUBSCRIPTIONS_PER_SOCKET="1000")
+    a = launch("a", consume=False, WS_SEND_QUEUE_LIMIT="4", WS_MAX_SUBSCRIPTIONS_PER_SOCKET="1000",
+               WS_MAX_FRAMES_PER_10S="1000")
     slow_orders = [new_id() for _ in range(300)]
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -431,3 +432,72 @@ async def test_upgrades_elsewhere_than_ws_are_refused(launch) -> None:
         await connect(f"ws://127.0.0.1:{a.port}/elsewhere", proxy=None)
     assert refused.value.response.status_code == 404
 
+
+
+# ---------------------------------------------------------------------------------------------- limits
+
+async def test_over_the_instance_cap_the_handshake_is_503_and_a_freed_place_is_taken_again(launch) -> None:
+    a = launch("a", consume=False, WS_MAX_CONNECTIONS="3")
+    sockets = [await follow(a, new_id()) for _ in range(3)]
+    with pytest.raises(InvalidStatus) as refused:
+        await follow(a, new_id())
+    assert refused.value.response.status_code == 503
+    assert refused.value.response.headers["Retry-After"] == "5"
+    await sockets.pop().close()
+    await asyncio.sleep(0.2)
+    sockets.append(await follow(a, new_id()))
+    for ws in sockets:
+        await ws.close()
+
+
+async def test_one_client_address_gets_at_most_its_share_of_sockets(launch) -> None:
+    a = launch("a", consume=False, WS_MAX_CONNECTIONS_PER_CLIENT="2", WS_CLIENT_ADDRESS_HEADER="x-real-ip")
+    mine = [await follow(a, new_id(), additional_headers={"X-Real-IP": "203.0.113.7"}) for _ in range(2)]
+    with pytest.raises(InvalidStatus) as refused:
+        await follow(a, new_id(), additional_headers={"X-Real-IP": "203.0.113.7"})
+    assert refused.value.response.status_code == 429
+    other = await follow(a, new_id(), additional_headers={"X-Real-IP": "198.51.100.1"})  # another client is served
+    for ws in [*mine, other]:
+        await ws.close()
+
+
+async def test_a_socket_following_nothing_is_closed_after_the_idle_time_whatever_it_sends(launch) -> None:
+    a = launch("a", consume=False, WS_IDLE_SECONDS="1")
+    cid = new_id()
+    async with await follow(a, cid) as ws:
+        await ws.send(json.dumps({"action": "unsubscribe", "correlationId": cid}))
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:  # junk frames do not keep it open
+                await ws.send("{junk")
+                await asyncio.wait_for(ws.recv(), 5)
+                await asyncio.sleep(0.1)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+        assert "following no order" in closed.value.rcvd.reason
+        assert asyncio.get_running_loop().time() - started < 5
+    async with await follow(a, new_id()) as kept:  # a socket that follows an order stays open
+        await asyncio.sleep(1.5)
+        await kept.ping()
+
+
+async def test_a_frame_above_4_kib_closes_the_socket_with_1009(launch) -> None:
+    a = launch("a", consume=False)
+    async with await follow(a, new_id(), max_size=None) as ws:
+        await ws.send("x" * 5000)
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+async def test_a_flood_of_frames_closes_the_socket_with_1008(launch) -> None:
+    a = launch("a", consume=False, WS_MAX_FRAMES_PER_10S="20")
+    async with await follow(a, new_id()) as ws:
+        answered = 0
+        with pytest.raises(ConnectionClosed) as closed:
+            for _ in range(200):
+                await ws.send("{junk")
+                await asyncio.wait_for(ws.recv(), 5)  # an error frame each
+                answered += 1
+        assert answered == 20
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        assert "more than 20 frames" in closed.value.rcvd.reason
