@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import urllib.error
 import urllib.parse
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     token = commands.add_parser("token", help="print an access token from the running identity provider")
     token.add_argument("user", nargs="?", default="alice", choices=sorted(USERS), help="development user (default alice)")
     token.add_argument("--backend", action="store_true", help="an app-only token of the backend client instead")
-    token.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}", help="the identity provider's URL")
+    token.add_argument("--url", default=os.environ.get("LOCAL_IDENTITY_URL", f"http://127.0.0.1:{DEFAULT_PORT}"),
+                       help="the identity provider's URL (default $LOCAL_IDENTITY_URL, else port 7075)")
     args = parser.parse_args(argv)
     return _serve(args) if args.command == "serve" else _token(args)
 
