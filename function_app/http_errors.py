@@ -12,7 +12,9 @@ import uuid
 import azure.functions as func
 
 from function_app.problems import problem
+from function_app.responses import status_url
 from orders.domain.errors import (
+    AcceptanceUnknown,
     Forbidden,
     IdempotencyKeyReused,
     OrderNotFound,
@@ -82,6 +84,14 @@ def problem_for(error: Exception, correlation_id: str | None = None) -> func.Htt
         case TooManyOrders():
             return problem(429, "Too Many Requests", str(error), kind="too-many-orders",
                            headers={"Retry-After": str(error.retry_after_seconds)})
+        case AcceptanceUnknown():
+            error_id = _log_with_id(error, error.correlation_id, logging.WARNING, "acknowledgement unknown")
+            return problem(503, "Acceptance unknown", "the broker did not confirm in time whether it holds this "
+                           "order; send the same request again with the Idempotency-Key given here: it is the "
+                           "same order, never a second one (or read statusUrl first)", kind="acceptance-unknown",
+                           headers={"Retry-After": "1"}, errorId=error_id, correlationId=error.correlation_id,
+                           idempotencyKey=error.idempotency_key,
+                           statusUrl=status_url(str(error.correlation_id)))
         case TransientError() | IssuerUnavailable():
             error_id = _log_with_id(error, correlation_id, logging.WARNING, "dependency unavailable")
             return problem(503, "Service Unavailable", "a service this API depends on is not answering; nothing "

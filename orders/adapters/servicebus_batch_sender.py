@@ -44,7 +44,12 @@ class Envelope:
 
 
 class SendFailed(Exception):
-    """The broker did not acknowledge the message; nothing was accepted and the caller may retry."""
+    """The message never left: nothing was accepted, and the caller may retry."""
+
+
+class AcknowledgementUnknown(SendFailed):
+    """The message went out but no acknowledgement came back in time (or the link broke mid-send): the broker
+    may hold it. Only a retry with the same message id (the broker's duplicate detection) is safe."""
 
 
 class ServiceBusBatchSender:
@@ -58,6 +63,8 @@ class ServiceBusBatchSender:
         max_batch_messages: int = 500,
         timeout_seconds: float = 10.0,
     ) -> None:
+        """``publish`` answers within ``timeout_seconds``; the SDK's send (its own retries included) is
+        bounded to a little less, so no send is still under way after its caller got an answer."""
         self._client_factory = client_factory
         self._queue = queue
         self._max_batch_messages = max_batch_messages
@@ -65,6 +72,7 @@ class ServiceBusBatchSender:
         self._client: ServiceBusClient | None = None
         self._sender: ServiceBusSender | None = None
         self._pending: deque[tuple[Envelope, asyncio.Future[None]]] = deque()
+        self._on_the_wire: set[asyncio.Future[None]] = set()
         self._flusher: asyncio.Task[None] | None = None
         self._sending_since: float | None = None
         self._last_error: str | None = None
@@ -78,9 +86,14 @@ class ServiceBusBatchSender:
         try:
             # On timeout the future is cancelled, so a message still waiting for its batch is never sent
             # after the caller was told it was not accepted.
-            await asyncio.wait_for(future, self._timeout)
+            await asyncio.wait_for(asyncio.shield(future), self._timeout)
         except TimeoutError:
-            raise SendFailed(f"queue '{self._queue}' did not acknowledge within {self._timeout:.0f}s") from None
+            if future in self._on_the_wire:
+                future.add_done_callback(lambda done: done.cancelled() or done.exception())  # nobody waits now
+                raise AcknowledgementUnknown(f"queue '{self._queue}' did not acknowledge within "
+                                             f"{self._timeout:.0f}s; it may hold message {envelope.message_id}") from None
+            future.cancel()
+            raise SendFailed(f"queue '{self._queue}' did not take the message within {self._timeout:.0f}s") from None
 
     async def check(self, stuck_after_seconds: float = 3.0) -> None:
         """Raise ``SendFailed`` unless the broker is taking messages (for health checks).
@@ -147,22 +160,37 @@ class ServiceBusBatchSender:
                     continue
                 included.append((envelope, future))
             items = included
-            if items:
-                await sender.send_messages(batch)
-        except Exception as error:
-            self._last_error = str(error)
-            log.warning(
-                "sending to Service Bus failed", extra={"queue": self._queue, "messages": len(items), "error": str(error)}
-            )
-            await self._reset()
-            for _, future in items:
-                if not future.done():
-                    future.set_exception(SendFailed(f"queue '{self._queue}' did not accept the message: {error}"))
+        except Exception as error:  # nothing went out: a plain failure, safe to retry
+            await self._fail(items, error, SendFailed)
+            return
+        if not items:
+            self._sending_since = None
+            return
+        wire = {future for _, future in items}
+        self._on_the_wire |= wire
+        try:
+            # Bounded below the callers' deadline, the SDK's retries included: no send outlives its answer.
+            await sender.send_messages(batch, timeout=max(0.5, self._timeout * 0.8))
+        except Exception as error:  # it may have landed: the callers must retry with the same message id
+            await self._fail(items, error, AcknowledgementUnknown)
             return
         finally:
+            self._on_the_wire -= wire
             self._sending_since = None
         self._last_error = None
         self.batches_sent += 1
         for _, future in items:
             if not future.done():
                 future.set_result(None)
+
+    async def _fail(self, items: list[tuple[Envelope, asyncio.Future[None]]], error: Exception,
+                    kind: type[SendFailed]) -> None:
+        self._sending_since = None
+        self._last_error = str(error)
+        log.warning("sending to Service Bus failed",
+                    extra={"queue": self._queue, "messages": len(items), "error": str(error),
+                           "outcome": "unknown" if kind is AcknowledgementUnknown else "not sent"})
+        await self._reset()
+        for _, future in items:
+            if not future.done():
+                future.set_exception(kind(f"queue '{self._queue}' did not acknowledge the message: {error}"))

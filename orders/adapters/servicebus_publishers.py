@@ -11,8 +11,8 @@ from typing import Any
 
 from azure.servicebus.aio import ServiceBusClient
 
-from orders.adapters.servicebus_batch_sender import Envelope, SendFailed, ServiceBusBatchSender
-from orders.domain.errors import TransientError
+from orders.adapters.servicebus_batch_sender import AcknowledgementUnknown, Envelope, SendFailed, ServiceBusBatchSender
+from orders.domain.errors import AcceptanceUnknown, TransientError
 from orders.domain.events import OrderStatusChanged
 from orders.domain.model import MESSAGE_SCHEMA_VERSION, OrderMessage
 from orders.json_contracts import order_message_json, status_json
@@ -39,6 +39,8 @@ class ServiceBusOrderPublisher:
         )
         try:
             await self._publisher.publish(envelope)
+        except AcknowledgementUnknown as error:
+            raise AcceptanceUnknown(str(error)) from error
         except SendFailed as error:
             raise TransientError(str(error)) from error
 

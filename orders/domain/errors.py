@@ -11,6 +11,19 @@ class TransientError(Exception):
     """
 
 
+class AcceptanceUnknown(TransientError):
+    """The broker may or may not hold the order (no acknowledgement in time, or the link broke mid-send).
+
+    Only a retry that makes the same message id is safe: the intake answers with the correlationId and the
+    Idempotency-Key to retry with (``correlation_id``, ``idempotency_key``, set by the handler).
+    """
+
+    def __init__(self, detail: str, correlation_id: str | None = None, idempotency_key: str | None = None) -> None:
+        super().__init__(detail)
+        self.correlation_id = correlation_id
+        self.idempotency_key = idempotency_key
+
+
 class PoisonMessage(Exception):
     """A queue message can never be processed (unparseable, wrong schema); retrying cannot help.
 

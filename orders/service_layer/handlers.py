@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, replace
 
 from orders.domain.callers import Caller, ensure_may_read_orders, ensure_owner_or_operator
 from orders.domain.commands import MarkOrderFailed, ProcessOrder, SubmitOrder
 from orders.domain.errors import (
+    AcceptanceUnknown,
     DuplicateOrder,
     IdempotencyKeyReused,
     OrderNotFound,
@@ -84,14 +86,18 @@ async def submit_order(
     Refused before anything is sent: an order over the size limits (``OrderTooLarge``), a customer over its
     limits (``TooManyOrders``), a reused Idempotency-Key (``IdempotencyKeyReused``). The broker's
     acknowledgement is the commitment; ``TransientError`` from the publisher means nothing was
-    accepted (answer 503). The ``Accepted`` record is best effort: intake keeps accepting
-    orders while Redis is down, only status reads before processing lose their answer.
+    accepted (answer 503), ``AcceptanceUnknown`` that the broker may hold it (answer 503 with the
+    correlationId and the Idempotency-Key whose retry is the same order). The ``Accepted`` record is best
+    effort: intake keeps accepting orders while Redis is down.
     """
     violations = order_size_violations(command.items, max_lines=options.max_lines_per_order,
                                        max_units=options.max_units_per_order)
     if violations:
         raise OrderTooLarge(violations)
-    correlation_id = correlation_id_for(command.customer_id, command.idempotency_key, options.correlation_id_secret)
+    # Without a client key the intake makes one: if the broker's answer is lost, the client can still retry
+    # without risk of a second order, with the key the error answer hands over.
+    key = command.idempotency_key or secrets.token_urlsafe(18)
+    correlation_id = correlation_id_for(command.customer_id, key, options.correlation_id_secret)
     if command.idempotency_key is not None:
         await _bind_idempotency_key(command, correlation_id, accepted_records, options.correlation_ttl_seconds)
     await _admit(limiter, command.customer_id, correlation_id)
@@ -104,7 +110,15 @@ async def submit_order(
         accepted_at=accepted_at,
         traceparent=command.traceparent,
     )
-    await publisher.publish(message)
+    try:
+        await publisher.publish(message)
+    except AcceptanceUnknown as error:
+        log.warning("the broker may or may not hold the order; the client is told to retry with its key",
+                    extra={"correlationId": correlation_id, "customerId": command.customer_id})
+        if command.idempotency_key is None:  # bind the issued key now, so its retry must be the same order
+            await _bind_idempotency_key(replace(command, idempotency_key=key), correlation_id, accepted_records,
+                                        options.correlation_ttl_seconds)
+        raise AcceptanceUnknown(str(error), correlation_id, key) from error
     log.info("order accepted", extra={"correlationId": correlation_id, "customerId": command.customer_id})
     record = AcceptedRecord(correlation_id, command.customer_id, command.currency, accepted_at)
     try:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
 
-from orders.domain.errors import DuplicateOrder, TooManyOrders, TransientError
+from orders.domain.errors import AcceptanceUnknown, DuplicateOrder, TooManyOrders, TransientError
 from orders.domain.events import OrderStatusChanged
 from orders.domain.model import AcceptedRecord, OrderMessage, OrderOutcome, OrderRecord, OrderStatus, Product
 
@@ -124,11 +124,14 @@ class FakeMessagePublisher:
     def __init__(self) -> None:
         self.messages: list[OrderMessage] = []
         self.down = False
+        self.silent = False
 
     async def publish(self, message: OrderMessage) -> None:
         if self.down:
             raise TransientError("the fake broker is unavailable")
         self.messages.append(message)
+        if self.silent:  # it landed, but the acknowledgement is lost
+            raise AcceptanceUnknown("the fake broker did not acknowledge in time")
 
 
 class FakeAcceptedRecordStore:

@@ -6,7 +6,7 @@ import json
 import logging
 
 from function_app.http_errors import problem_for
-from orders.domain.errors import TooManyOrders, TransientError
+from orders.domain.errors import AcceptanceUnknown, TooManyOrders, TransientError
 from service_platform.access_tokens import TokenRejected
 
 
@@ -44,3 +44,12 @@ def test_429_says_when_to_retry() -> None:
     response = problem_for(TooManyOrders("slow down", retry_after_seconds=17))
     assert response.status_code == 429 and response.headers["Retry-After"] == "17"
     assert body_of(response)["type"] == "urn:orders:problem:too-many-orders"
+
+
+def test_an_unknown_acceptance_says_how_to_retry_safely() -> None:
+    response = problem_for(AcceptanceUnknown("no acknowledgement", "3f2b0c1e-8a4d-4e0f-9b7a-2d1c5e6f7a8b", "k-9"))
+    body = body_of(response)
+    assert response.status_code == 503 and body["type"] == "urn:orders:problem:acceptance-unknown"
+    assert body["idempotencyKey"] == "k-9" and body["correlationId"] == "3f2b0c1e-8a4d-4e0f-9b7a-2d1c5e6f7a8b"
+    assert body["statusUrl"] == "/api/orders/3f2b0c1e-8a4d-4e0f-9b7a-2d1c5e6f7a8b"
+    assert "Idempotency-Key" in body["detail"] and "no acknowledgement" not in body["detail"]

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from orders.json_contracts import status_json
-from orders.domain.errors import Forbidden, IdempotencyKeyReused, OrderTooLarge, TooManyOrders
+from orders.domain.errors import AcceptanceUnknown, Forbidden, IdempotencyKeyReused, OrderTooLarge, TooManyOrders
 from orders.domain import (
     MarkOrderFailed,
     OrderLine,
@@ -119,6 +119,27 @@ async def test_nothing_is_accepted_when_the_broker_cannot_take_the_order(clock):
         await submit_order(SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 1),)), publisher=publisher,
                            accepted_records=registry, limiter=LIMITS, clock=clock, options=OPTIONS)
     assert registry.records == {}
+
+
+async def test_an_unknown_outcome_hands_over_a_key_whose_retry_is_the_same_order(clock):
+    publisher, registry = FakeMessagePublisher(), FakeAcceptedRecordStore()
+    publisher.silent = True
+    plain = SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 2),))  # the client sent no Idempotency-Key
+    with pytest.raises(AcceptanceUnknown) as unknown:
+        await submit_order(plain, publisher=publisher, accepted_records=registry, limiter=LIMITS, clock=clock,
+                           options=OPTIONS)
+    assert unknown.value.correlation_id == publisher.messages[0].correlation_id
+    assert unknown.value.idempotency_key
+    publisher.silent = False
+    retry = dataclasses.replace(plain, idempotency_key=unknown.value.idempotency_key)
+    accepted = await submit_order(retry, publisher=publisher, accepted_records=registry, limiter=LIMITS,
+                                  clock=clock, options=OPTIONS)
+    assert accepted.correlation_id == unknown.value.correlation_id
+    # The same message id twice: the broker's duplicate detection keeps one.
+    assert {m.deduplication_key for m in publisher.messages} == {unknown.value.correlation_id}
+    with pytest.raises(IdempotencyKeyReused):  # the issued key is bound to this order's body
+        await submit_order(dataclasses.replace(retry, items=(OrderLine("SKU-1", 3),)), publisher=publisher,
+                           accepted_records=registry, limiter=LIMITS, clock=clock, options=OPTIONS)
 
 
 async def test_intake_keeps_accepting_orders_while_the_registry_is_down(clock, caplog):
