@@ -83,7 +83,16 @@ def test_with_the_broker_down_intake_answers_503_and_accepts_again_once_it_is_ba
 
             assert refused.status_code == 503
             assert refused.headers["retry-after"].isdigit()
-            assert "retry" in refused.json()["detail"]
+            problem = refused.json()
+            # The link was open when the broker went away: whether anything reached it is unknown, so the
+            # answer must say so and hand over the key whose retry is the same order.
+            assert problem["type"] in ("urn:orders:problem:unavailable", "urn:orders:problem:acceptance-unknown")
+            retry_headers = {}
+            if problem["type"].endswith("acceptance-unknown"):
+                assert "Idempotency-Key" in problem["detail"] and problem["idempotencyKey"]
+                retry_headers = {"Idempotency-Key": problem["idempotencyKey"]}
+            else:
+                assert "retry" in problem["detail"]
             # No broker, driver or host detail in the body; an error id the log line carries too.
             error_id = refused.json()["errorId"]
             assert str(stack.ports.broker) not in refused.text and "127.0.0.1" not in refused.text
@@ -92,9 +101,12 @@ def test_with_the_broker_down_intake_answers_503_and_accepts_again_once_it_is_ba
 
             stack.start_broker()
             deadline = time.monotonic() + 60
-            while (response := api.post("/orders", json=order_body("c-outage"))).status_code != 202:
+            while (response := api.post("/orders", json=order_body("c-outage"),
+                                        headers=retry_headers)).status_code != 202:
                 assert time.monotonic() < deadline, f"intake did not recover: {response.text}"
                 time.sleep(0.5)
+            if retry_headers:
+                assert response.json()["correlationId"] == problem["correlationId"], "the retry is the same order"
             assert wait_for_final_status(api, response.json()["correlationId"])["status"] == "Completed"
     finally:
         stack.stop()
