@@ -11,8 +11,9 @@ from orders.domain.model import OrderStatus
 from orders.service_layer.handlers import Accepted
 
 
-def status_url(correlation_id: str) -> str:
-    return f"/api/orders/{correlation_id}"
+def status_url(correlation_id: str, receipt: str = "") -> str:
+    """The order's status URL; with the receipt, its read never says "not found" before processing."""
+    return f"/api/orders/{correlation_id}" + (f"?{urlencode({'receipt': receipt})}" if receipt else "")
 
 
 def notify_url(notify_public_url: str, accepted: Accepted) -> str:
@@ -23,7 +24,7 @@ def accepted_json(accepted: Accepted, notify_public_url: str) -> dict[str, str]:
     return {
         "correlationId": accepted.correlation_id,
         "status": OrderStatus.ACCEPTED.value,
-        "statusUrl": status_url(accepted.correlation_id),
+        "statusUrl": status_url(accepted.correlation_id, accepted.receipt),
         "notifyUrl": notify_url(notify_public_url, accepted),
         "notifyToken": accepted.notify_token,
     }
@@ -31,4 +32,4 @@ def accepted_json(accepted: Accepted, notify_public_url: str) -> dict[str, str]:
 
 def accepted_response(accepted: Accepted, notify_public_url: str) -> func.HttpResponse:
     return json_response(accepted_json(accepted, notify_public_url), 202,
-                         {"Location": status_url(accepted.correlation_id)})
+                         {"Location": status_url(accepted.correlation_id, accepted.receipt)})

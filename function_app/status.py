@@ -22,7 +22,7 @@ async def get_order_status(req: func.HttpRequest) -> func.HttpResponse:
         svc = order_service()
         caller = await authenticate(req, svc)
         correlation_id = parse_correlation_id(req.route_params.get("correlationId"))
-        outcome = await svc.get_order_status(correlation_id, caller)
+        outcome = await svc.get_order_status(correlation_id, caller, req.params.get("receipt"))
     except Exception as error:
         return problem_for(error, correlation_id)
     return json_response(status_json(outcome))

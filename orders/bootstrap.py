@@ -64,9 +64,10 @@ class OrderService:
         return handlers.mark_order_failed(command, uow_factory=self.uow_factory, publisher=self.status_publisher,
                                           limiter=self.limiter, clock=self.clock)
 
-    async def get_order_status(self, correlation_id: str, caller: Caller) -> OrderOutcome:
+    async def get_order_status(self, correlation_id: str, caller: Caller, receipt: str | None = None) -> OrderOutcome:
         return await handlers.get_order_status(correlation_id, caller, uow_factory=self.uow_factory,
-                                               accepted_records=self.accepted_records)
+                                               accepted_records=self.accepted_records, receipt=receipt,
+                                               receipt_secret=self.intake_options.correlation_id_secret)
 
     async def list_products(self) -> list[Product]:
         return await asyncio.to_thread(handlers.list_products, uow_factory=self.uow_factory)

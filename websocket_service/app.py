@@ -86,7 +86,8 @@ def build_app(services: Services) -> Starlette:
         headers = {k: v for k, v in request.headers.items()
                    if k.lower() in ("content-type", "idempotency-key", "accept", "traceparent", "authorization")}
         try:
-            upstream = await client.request(request.method, path, content=await request.body(), headers=headers)
+            upstream = await client.request(request.method, path, params=request.query_params,
+                                            content=await request.body(), headers=headers)
         except httpx.HTTPError as exc:
             return JSONResponse({"title": "order API unreachable", "detail": repr(exc),
                                  "status": 502}, 502, media_type="application/problem+json")

@@ -213,7 +213,7 @@ class AcceptedRecord:
             status=OrderStatus.ACCEPTED,
             order_id=None,
             total=None,
-            currency=self.currency,
+            currency=self.currency or None,
             reason=None,
             updated_at=self.accepted_at,
             customer_id=self.customer_id,

@@ -47,6 +47,7 @@ from orders.domain.ports import (
     SubmissionLimiter,
     UnitOfWorkFactory,
 )
+from orders.domain.receipts import accepted_at_of, issue_receipt
 from service_platform.notify_tokens import NotifyTokenSigner
 
 log = logging.getLogger("orders.service_layer")
@@ -70,6 +71,7 @@ class Accepted:
 
     correlation_id: str
     notify_token: str
+    receipt: str = ""  # proof of acceptance for the statusUrl (orders.domain.receipts)
 
 
 async def submit_order(
@@ -128,7 +130,8 @@ async def submit_order(
                     extra={"correlationId": correlation_id, "error": type(error).__name__})
     token = options.notify_token_signer.issue(correlation_id, options.notify_token_ttl_seconds,
                                               now=accepted_at.timestamp())
-    return Accepted(correlation_id=correlation_id, notify_token=token)
+    receipt = issue_receipt(options.correlation_id_secret, correlation_id, command.customer_id, accepted_at)
+    return Accepted(correlation_id=correlation_id, notify_token=token, receipt=receipt)
 
 
 async def _admit(limiter: SubmissionLimiter, customer_id: str, correlation_id: str) -> None:
@@ -267,7 +270,8 @@ def mark_order_failed(
 
 
 async def get_order_status(
-    correlation_id: str, caller: Caller, *, uow_factory: UnitOfWorkFactory, accepted_records: AcceptedRecordStore
+    correlation_id: str, caller: Caller, *, uow_factory: UnitOfWorkFactory, accepted_records: AcceptedRecordStore,
+    receipt: str | None = None, receipt_secret: bytes = b"",
 ) -> OrderOutcome:
     """The order's status, for its customer or an operator: SQL (the source of truth) first, then the
     short-lived ``Accepted`` record. Another customer's order is ``OrderNotFound``, as an unknown id is.
@@ -279,10 +283,18 @@ async def get_order_status(
     ensure_may_read_orders(caller)
     outcome = await asyncio.to_thread(_read_outcome, uow_factory, correlation_id)
     if outcome is None:
-        accepted = await accepted_records.get_accepted(correlation_id)
-        if accepted is None:
+        accepted_at = accepted_at_of(receipt_secret, receipt, correlation_id, caller.customer_id)
+        try:
+            record = await accepted_records.get_accepted(correlation_id)
+        except TransientError:
+            if accepted_at is None:
+                raise
+            record = None  # Redis cannot answer, but the receipt proves the order was accepted
+        if record is None and accepted_at is not None:
+            record = AcceptedRecord(correlation_id, str(caller.customer_id), "", accepted_at)
+        if record is None:
             raise OrderNotFound(correlation_id)
-        outcome = accepted.outcome()
+        outcome = record.outcome()
     ensure_owner_or_operator(caller, correlation_id, outcome.customer_id)
     return outcome
 

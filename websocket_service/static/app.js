@@ -7,6 +7,9 @@ const API = "/api";
 const TERMINAL = new Set(["Completed", "Rejected", "Failed"]);
 const SKU_ORDER = new Intl.Collator(undefined, { numeric: true }); // SKU-2 before SKU-10
 const POLL_MS = 2000;
+// While the socket is up, a push could still go missing (an instance restarting at the wrong moment):
+// the status is read again now and then as a last resort, until it is final.
+const SLOW_POLL_MS = 20000;
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const products = new Map();
@@ -186,6 +189,8 @@ function track(accepted, items) {
 class OrderTracker {
   constructor(accepted, card) {
     this.id = accepted.correlationId;
+    // The statusUrl carries the intake's receipt: its read never says "not found" before processing.
+    this.statusUrl = accepted.statusUrl || `${API}/orders/${encodeURIComponent(this.id)}`;
     this.token = accepted.notifyToken;
     const base = accepted.notifyUrl || `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
     const url = new URL(base, location.href);
@@ -202,6 +207,10 @@ class OrderTracker {
 
   start() {
     this.connect();
+    this.slowTimer = setInterval(() => {
+      if (this.done) clearInterval(this.slowTimer);
+      else if (this.pollTimer === null) this.poll();
+    }, SLOW_POLL_MS);
   }
 
   connect() {
@@ -252,8 +261,7 @@ class OrderTracker {
 
   async poll() {
     try {
-      const response = await fetch(`${API}/orders/${encodeURIComponent(this.id)}`,
-                                   { headers: { Accept: "application/json", ...SignIn.headers() } });
+      const response = await fetch(this.statusUrl, { headers: { Accept: "application/json", ...SignIn.headers() } });
       if (response.ok) this.render(await response.json());
     } catch {
       // Offline for a moment: the next tick tries again.

@@ -3,6 +3,7 @@ dead-lettered orders and the read side."""
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -316,6 +317,28 @@ async def test_status_is_unavailable_rather_than_missing_when_the_registry_is_do
     registry.down = True
     with pytest.raises(TransientError):
         await get_order_status(CID, CUSTOMER, uow_factory=uow_factory, accepted_records=registry)
+
+
+@pytest.mark.parametrize("redis", ["down", "record missing"])
+async def test_with_its_receipt_an_accepted_order_is_never_not_found(uow_factory, clock, redis):
+    """Redis down, a skipped write or an evicted key between the 202 and processing: the receipt from the
+    statusUrl still proves the order was accepted (and only to its customer)."""
+    registry = FakeAcceptedRecordStore()
+    accepted = await submit_order(SubmitOrder("c-1", "EUR", (OrderLine("SKU-1", 1),)),
+                                  publisher=FakeMessagePublisher(), accepted_records=registry, limiter=LIMITS,
+                                  clock=clock, options=OPTIONS)
+    registry.records.clear()
+    registry.down = redis == "down"
+    read = functools.partial(get_order_status, accepted.correlation_id, uow_factory=uow_factory,
+                             accepted_records=registry, receipt_secret=OPTIONS.correlation_id_secret)
+    status = await read(CUSTOMER, receipt=accepted.receipt)
+    assert (status.status, status.updated_at) == (OrderStatus.ACCEPTED, clock.now())
+    with pytest.raises(TransientError if redis == "down" else OrderNotFound):
+        await read(CUSTOMER)  # without the receipt: unknown
+    with pytest.raises(TransientError if redis == "down" else OrderNotFound):
+        await read(Caller("c-2", frozenset({Permission.OWN_ORDERS})), receipt=accepted.receipt)
+    with pytest.raises(TransientError if redis == "down" else OrderNotFound):
+        await read(CUSTOMER, receipt=accepted.receipt[:-1] + ("A" if accepted.receipt[-1] != "A" else "B"))
 
 
 async def test_status_reads_do_not_block_the_event_loop(uow_factory):
