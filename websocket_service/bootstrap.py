@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 import httpx
@@ -15,12 +16,14 @@ from service_platform.notify_tokens import NotifyTokenVerifier
 from websocket_service.forwarder import HttpEventForwarder
 from websocket_service.gateway import SocketGateway, SocketLimits
 from websocket_service.notifier import StatusNotifier
-from websocket_service.ports import SocketHolderRegistry, EventForwarder, StatusConsumer, StatusReader
+from websocket_service.ports import EventForwarder, RegistryUnavailable, SocketHolderRegistry, StatusConsumer, StatusReader
 from websocket_service.redis_socket_holders import RedisSocketHolderRegistry
 from websocket_service.settings import DEV_INTERNAL_SECRET, DEV_NOTIFY_TOKEN_SECRET, WebSocketSettings
 from websocket_service.status_api import StatusApiClient
 
 log = logging.getLogger("websocket_service.bootstrap")
+
+EPOCH_CHECK_SECONDS = 1.0
 
 
 @dataclass
@@ -49,10 +52,25 @@ class Services:
                                     "internalUrl": self.settings.advertised_internal_url})
 
     async def _refresh_registrations(self) -> None:
+        """Every third of the TTL, and at once when Redis came back empty (its epoch changed), or after a
+        refresh failed: the registry must know who holds which socket again before events go missing."""
         interval = self.settings.registry_ttl_seconds / 3
+        known_epoch: float | None = None
+        due = time.monotonic() + interval
+        pending = False
         while True:
-            await asyncio.sleep(interval)
-            await self.notifier.refresh_registrations()
+            await asyncio.sleep(EPOCH_CHECK_SECONDS)
+            try:
+                epoch = await self.registry.started_at()
+            except RegistryUnavailable:
+                pending = True  # Redis is down: everything is re-registered once it answers
+                continue
+            if pending or (known_epoch is not None and epoch != known_epoch) or time.monotonic() >= due:
+                if epoch != known_epoch and known_epoch is not None:
+                    log.warning("the registry came back empty; registering every followed order again")
+                pending = not await self.notifier.refresh_registrations()
+                due = time.monotonic() + interval
+            known_epoch = epoch
 
     async def stop(self) -> None:
         self.shutting_down = True

@@ -255,6 +255,7 @@ class Disposition:
 
     COMPLETE = "complete"
     ABANDON = "abandon"
+    RETRY_LATER = "retry-later"  # keep the message locked and route it again in a moment
 
 
 def disposition_after_registry_failure(delivered_locally: bool, delivery_count: int, max_attempts: int) -> str:

@@ -52,6 +52,8 @@ class StatusNotifier:
         status_reader: StatusReader,
         forwarder: EventForwarder,
         max_queue_attempts: int = 5,
+        registry_recovery_seconds: float = 5.0,
+        read_retry_delays: Sequence[float] = (0.5, 1.0, 2.0, 4.0, 8.0),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.instance_id = instance_id
@@ -59,6 +61,9 @@ class StatusNotifier:
         self._reader = status_reader
         self._forwarder = forwarder
         self._max_attempts = max_queue_attempts
+        self._recovery = registry_recovery_seconds
+        self._read_retry_delays = tuple(read_retry_delays)
+        self._reads: set[asyncio.Task[None]] = set()
         self._clock = clock
         self._local: dict[str, set[Subscriber]] = {}
         self._orphans: set[str] = set()
@@ -87,11 +92,30 @@ class StatusNotifier:
         try:
             current = await self._reader.current(correlation_id)
         except StatusUnavailable as exc:
-            log.warning("current status could not be read; waiting for events",
+            # The read is how a (re)subscribing client learns what it missed: try again in the background.
+            log.warning("current status could not be read; reading it again shortly",
                         extra={"correlationId": correlation_id, "error": str(exc)})
+            task = asyncio.get_running_loop().create_task(self._read_again(subscriber, correlation_id))
+            self._reads.add(task)
+            task.add_done_callback(self._reads.discard)
             return
         if current is not None and correlation_id in subscriber.subscriptions:
             self._deliver_to(subscriber, current)
+
+    async def _read_again(self, subscriber: Subscriber, correlation_id: str) -> None:
+        for delay in self._read_retry_delays:
+            await asyncio.sleep(delay)
+            if correlation_id not in subscriber.subscriptions:
+                return  # unsubscribed, closed, or the final status arrived meanwhile
+            try:
+                current = await self._reader.current(correlation_id)
+            except StatusUnavailable:
+                continue
+            if current is not None and correlation_id in subscriber.subscriptions:
+                self._deliver_to(subscriber, current)
+            return
+        log.warning("current status still unreadable; waiting for events",
+                    extra={"correlationId": correlation_id})
 
     async def unsubscribe(self, subscriber: Subscriber, correlation_id: str) -> None:
         subscriber.subscriptions.remove(correlation_id)
@@ -131,12 +155,38 @@ class StatusNotifier:
                     for here, (_, count) in zip(local, received, strict=True)]
         now = self._clock()
         by_url: dict[str, list[StatusEvent]] = {}
+        targets_of: list[list[str]] = []
         for event in events:
-            for target in forward_targets(entries.get(event.correlation_id, ()), self.instance_id, now):
-                by_url.setdefault(target.internal_url, []).append(event)
+            urls = [t.internal_url for t in forward_targets(entries.get(event.correlation_id, ()), self.instance_id, now)]
+            targets_of.append(urls)
+            for url in urls:
+                by_url.setdefault(url, []).append(event)
+        forwarded: dict[str, bool] = {}
         if by_url:
-            await asyncio.gather(*(self._forwarder.forward(url, batch) for url, batch in by_url.items()))
-        return [Disposition.COMPLETE] * len(events)
+            results = await asyncio.gather(*(self._forwarder.forward(url, batch) for url, batch in by_url.items()))
+            forwarded = dict(zip(by_url, results, strict=True))
+        registry_recovering: bool | None = None
+        dispositions = []
+        for here, urls, (event, attempt) in zip(local, targets_of, received, strict=True):
+            if any(not forwarded[url] for url in urls):
+                # The holder did not take it: try again shortly; after a few attempts it is presumed dead
+                # (its clients reconnect elsewhere and read the current status).
+                dispositions.append(Disposition.RETRY_LATER if attempt + 1 < self._max_attempts
+                                    else Disposition.COMPLETE)
+            elif not urls and not here:
+                if registry_recovering is None:
+                    registry_recovering = await self._registry_recovering(now)
+                # Right after Redis came back empty, "no entry" may only mean "not re-registered yet".
+                dispositions.append(Disposition.RETRY_LATER if registry_recovering else Disposition.COMPLETE)
+            else:
+                dispositions.append(Disposition.COMPLETE)
+        return dispositions
+
+    async def _registry_recovering(self, now: float) -> bool:
+        try:
+            return now - await self._registry.started_at() < self._recovery
+        except RegistryUnavailable:
+            return False
 
     async def refresh_registrations(self, chunk: int = 500) -> bool:
         """Re-register every followed order (keeps TTLs alive and restores entries after a Redis restart).

@@ -31,6 +31,12 @@ class SocketHolderRegistry(Protocol):
 
     async def ping(self) -> bool: ...
 
+    async def started_at(self) -> float:
+        """When the registry's current contents began (Unix time): a Redis that restarted empty starts
+        again, and until every instance re-registered, "no entry" does not mean "nobody follows it".
+        Raises ``RegistryUnavailable``."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -51,7 +57,8 @@ class EventForwarder(Protocol):
 
 
 EventBatchHandler = Callable[[Sequence[tuple[StatusEvent, int]]], Awaitable[list[str]]]
-"""Takes (event, delivery count) pairs, returns a ``Disposition`` for each, in order."""
+"""Takes (event, attempt) pairs (the delivery count, plus the times it was already routed again), returns a
+``Disposition`` for each, in order."""
 
 
 class StatusConsumer(Protocol):

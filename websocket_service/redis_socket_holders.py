@@ -26,6 +26,9 @@ from websocket_service.ports import RegistryUnavailable
 
 log = logging.getLogger("websocket_service.registry")
 
+# The epoch is short-lived state too; when it expires the instances just re-register once.
+EPOCH_TTL_SECONDS = 86_400
+
 
 class RedisSocketHolderRegistry:
     def __init__(
@@ -115,6 +118,20 @@ class RedisSocketHolderRegistry:
             if entries:
                 found[correlation_id] = entries
         return found
+
+    async def started_at(self) -> float:
+        """The registry's epoch: set (NX) by the first instance to touch a Redis that came back empty."""
+        key = f"{self._prefix}epoch"
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.set(key, repr(self._clock()), nx=True, ex=EPOCH_TTL_SECONDS)
+                pipe.get(key)
+                _, value = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._down(exc)
+            raise RegistryUnavailable(str(exc)) from exc
+        self._up()
+        return float(value)
 
     async def ping(self) -> bool:
         try:

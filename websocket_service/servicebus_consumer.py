@@ -1,8 +1,9 @@
 """``ServiceBusStatusConsumer``: competing consumer of the ``order-status`` queue (azure.servicebus.aio).
 
 Every instance receives from the same queue, so each event is taken by one of them and routed from there.
-A message is completed only after it was routed; the broker keeps it while no instance runs, and a
-failure of the connection is retried with growing pauses.
+A message is completed only after it was routed: when the holder did not take it, or the registry has
+just come back empty, it stays locked and is routed again a second later (a few times at most); the broker
+keeps it while no instance runs, and a failure of the connection is retried with growing pauses.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from websocket_service.core import Disposition, InvalidEvent, StatusEvent
 from websocket_service.ports import EventBatchHandler
 
 log = logging.getLogger("websocket_service.servicebus")
+
+# A message routed again (holder did not take it, registry just restarted) waits this long between tries,
+# at most this many times, well inside the queue's lock duration.
+REROUTE_DELAY_SECONDS = 1.0
+MAX_REROUTES = 10
 
 
 class ServiceBusStatusConsumer:
@@ -36,6 +42,7 @@ class ServiceBusStatusConsumer:
         self._max_wait = max_wait_seconds
         self._backoff = backoff or Backoff(initial=0.5, maximum=30.0)
         self._connected = False
+        self._later: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_settings(cls, connection_string: str | None, namespace: str | None, queue_name: str) -> ServiceBusStatusConsumer:
@@ -86,7 +93,33 @@ class ServiceBusStatusConsumer:
                                                        error_description=str(exc)[:1000])
                     continue
                 [disposition] = await handle([(event, message.delivery_count or 0)])
-                if disposition == Disposition.COMPLETE:
-                    await receiver.complete_message(message)
+                if disposition == Disposition.RETRY_LATER:
+                    # Held (locked) and routed again in a moment, without holding up the messages behind it.
+                    task = asyncio.get_running_loop().create_task(self._route_later(receiver, message, event, handle))
+                    self._later.add(task)
+                    task.add_done_callback(self._later.discard)
                 else:
-                    await receiver.abandon_message(message)
+                    await self._settle(receiver, message, disposition)
+
+    async def _route_later(self, receiver: Any, message: Any, event: StatusEvent, handle: EventBatchHandler) -> None:
+        disposition = Disposition.RETRY_LATER
+        attempt = message.delivery_count or 0
+        for _ in range(MAX_REROUTES):
+            await asyncio.sleep(REROUTE_DELAY_SECONDS)
+            attempt += 1
+            [disposition] = await handle([(event, attempt)])
+            if disposition != Disposition.RETRY_LATER:
+                break
+        try:
+            await self._settle(receiver, message, Disposition.COMPLETE if disposition == Disposition.RETRY_LATER
+                               else disposition)
+        except Exception as exc:  # noqa: BLE001 - the lock may have gone with the link: it is redelivered
+            log.warning("status event not settled after re-routing; it will be redelivered",
+                        extra={"correlationId": event.correlation_id, "error": repr(exc)})
+
+    @staticmethod
+    async def _settle(receiver: Any, message: Any, disposition: str) -> None:
+        if disposition == Disposition.COMPLETE:
+            await receiver.complete_message(message)
+        else:
+            await receiver.abandon_message(message)

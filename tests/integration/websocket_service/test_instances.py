@@ -501,3 +501,21 @@ async def test_a_flood_of_frames_closes_the_socket_with_1008(launch) -> None:
         assert answered == 20
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
         assert "more than 20 frames" in closed.value.rcvd.reason
+
+
+async def test_an_event_right_after_redis_came_back_empty_still_reaches_the_open_socket(launch, queue) -> None:
+    """The registry's TTL is long here (the periodic refresh would come far too late): the instance holding
+    the socket re-registers because the registry's epoch changed, and the instance that took the event
+    routes it again until then instead of completing it for nobody."""
+    with running_redis() as registry_redis:
+        launch("a", redis_url=registry_redis.url, WS_REGISTRY_TTL_SECONDS="120")  # takes the events
+        b = launch("b", consume=False, redis_url=registry_redis.url, WS_REGISTRY_TTL_SECONDS="120")
+        followed = new_id()
+        async with await follow(b, followed) as ws:
+            await asyncio.sleep(1.5)  # both instances have seen the registry's epoch
+            registry_redis.stop()
+            registry_redis.start()  # empty, and nobody has re-registered yet
+            publish(queue, followed, "Completed", orderId=21)
+            frame = await next_frame(ws, timeout=15)
+            assert (frame["status"], frame["orderId"]) == ("Completed", 21)
+        assert "the registry came back empty" in b.logs()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -16,6 +18,7 @@ class FakeRegistry:
     def __init__(self) -> None:
         self.entries: dict[str, dict[str, RegistryEntry]] = {}
         self.down = False
+        self.epoch = 0.0  # long ago: no recent restart
 
     def view(self, instance_id: str, url: str) -> FakeRegistryView:
         return FakeRegistryView(self, instance_id, url)
@@ -46,6 +49,11 @@ class FakeRegistryView:
 
     async def ping(self) -> bool:
         return not self.shared.down
+
+    async def started_at(self) -> float:
+        if self.shared.down:
+            raise RegistryUnavailable("down")
+        return self.shared.epoch
 
     async def aclose(self) -> None:
         pass
@@ -214,3 +222,47 @@ async def test_unsubscribe_stops_events() -> None:
     await a.unsubscribe(client, order)
     a.deliver_local([StatusEvent(order, "Completed")])
     assert client.received == []
+
+
+async def test_an_event_the_holder_did_not_take_is_routed_again_then_given_up() -> None:
+    a, b, _, _, forwarder = two_instances()
+    order = cid()
+    await b.subscribe(FakeSubscriber(), order)
+    del forwarder.instances["http://b"]  # b stops answering forwards (a timeout, a restart)
+    event = StatusEvent(order, "Completed")
+    assert await a.handle_queue_events([(event, 0)]) == [Disposition.RETRY_LATER]
+    assert await a.handle_queue_events([(event, 3)]) == [Disposition.RETRY_LATER]
+    assert await a.handle_queue_events([(event, 4)]) == [Disposition.COMPLETE], "bounded: b is presumed dead"
+
+
+async def test_right_after_the_registry_came_back_empty_no_entry_is_not_taken_for_nobody() -> None:
+    a, b, registry, _, _ = two_instances()
+    follower = FakeSubscriber()
+    order = cid()
+    await b.subscribe(follower, order)
+    registry.entries.clear()  # Redis restarted empty: b has not re-registered yet
+    registry.epoch = time.time()
+    assert await a.handle_queue_events([(StatusEvent(order, "Completed"), 0)]) == [Disposition.RETRY_LATER]
+    await b.refresh_registrations()  # b re-registers (the service does within a second of the new epoch)
+    assert await a.handle_queue_events([(StatusEvent(order, "Completed"), 1)]) == [Disposition.COMPLETE]
+    assert [e.status for e in follower.received] == ["Completed"]
+    registry.epoch = time.time() - 60  # long after a restart: no entry means nobody follows it
+    assert await a.handle_queue_events([(StatusEvent(cid(), "Completed"), 0)]) == [Disposition.COMPLETE]
+
+
+async def test_a_failed_status_read_on_subscribe_is_tried_again() -> None:
+    registry, reader, forwarder = FakeRegistry(), FakeStatusReader(), FakeForwarder()
+    a = StatusNotifier(instance_id="a", registry=registry.view("a", "http://a"), status_reader=reader,
+                       forwarder=forwarder, read_retry_delays=(0.01, 0.01, 0.01))
+    order = cid()
+    reader.statuses[order] = StatusEvent(order, "Completed", order_id=5)
+    reader.down = True
+    client = FakeSubscriber()
+    await a.subscribe(client, order)
+    assert client.received == []
+    reader.down = False
+    for _ in range(50):
+        if client.received:
+            break
+        await asyncio.sleep(0.01)
+    assert [(e.status, e.order_id) for e in client.received] == [("Completed", 5)]
