@@ -9,7 +9,7 @@ from function_app.http_errors import problem_for
 from function_app.problems import json_response
 from orders.bootstrap import order_service
 from orders.json_contracts import status_json
-from orders.validation import parse_correlation_id
+from orders.validation import parse_correlation_id, parse_receipt
 
 blueprint = func.Blueprint()
 
@@ -22,7 +22,7 @@ async def get_order_status(req: func.HttpRequest) -> func.HttpResponse:
         svc = order_service()
         caller = await authenticate(req, svc)
         correlation_id = parse_correlation_id(req.route_params.get("correlationId"))
-        outcome = await svc.get_order_status(correlation_id, caller, req.params.get("receipt"))
+        outcome = await svc.get_order_status(correlation_id, caller, parse_receipt(req.params.get("receipt")))
     except Exception as error:
         return problem_for(error, correlation_id)
     return json_response(status_json(outcome))

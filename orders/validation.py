@@ -6,7 +6,7 @@ that says what is wrong in terms the caller can act on.
 |---|---|---|
 | ``parse_order_body`` | ``MalformedJson`` / ``InvalidRequest`` | 400 / 422 with ``errors`` |
 | ``parse_idempotency_key`` | ``InvalidRequest`` | 422 |
-| ``parse_correlation_id`` | ``InvalidCorrelationId`` | 400 |
+| ``parse_correlation_id``, ``parse_receipt`` | ``InvalidCorrelationId`` | 400 |
 | ``parse_order_message`` | ``PoisonMessage`` | let it go to the dead-letter queue |
 """
 
@@ -211,6 +211,18 @@ def parse_idempotency_key(value: str | None) -> str | None:
             "field": "Idempotency-Key",
             "detail": "must be 1 to 128 visible ASCII characters (no spaces or control characters)",
         }])
+    return value
+
+
+_RECEIPT = re.compile(r"[0-9]{13}\.[A-Za-z0-9_-]{43}", re.ASCII)
+
+
+def parse_receipt(value: str | None) -> str | None:
+    """The ``receipt`` of a statusUrl: absent is fine; present, it must be one the intake could have issued."""
+    if value is None:
+        return None
+    if not _RECEIPT.fullmatch(value):
+        raise InvalidCorrelationId("the receipt is malformed: use the statusUrl exactly as the 202 answer gave it")
     return value
 
 

@@ -174,3 +174,12 @@ def test_poison_messages_say_what_is_wrong(body, reason):
     with pytest.raises(PoisonMessage) as caught:
         parse_order_message(body)
     assert reason in caught.value.reason
+
+
+@pytest.mark.parametrize("receipt", ["0" * 65, "123.abc", "1767225600000." + "A" * 42, "1767225600000." + "\u00e9" * 43])
+def test_a_malformed_receipt_is_refused(receipt):
+    from orders.validation import InvalidCorrelationId, parse_receipt
+
+    with pytest.raises(InvalidCorrelationId, match="receipt is malformed"):
+        parse_receipt(receipt)
+    assert parse_receipt(None) is None and parse_receipt("1767225600000." + "A" * 43)
