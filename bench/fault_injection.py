@@ -31,6 +31,7 @@ import json
 import random
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -144,7 +145,10 @@ async def follow_latest(books: Books, ws_urls: list[str], until: float, client: 
     cid = next(reversed(books.accepted))
     if cid in books.followed:
         return
-    status = await client.get(f"/orders/{cid}")
+    try:
+        status = await client.get(f"/orders/{cid}")
+    except httpx.HTTPError:
+        return  # the host is down right now: follow a later order
     if status.status_code != 200:
         return
     # The token comes with the 202; the operator's read gives none, so one is issued as the intake would.
@@ -154,15 +158,12 @@ async def follow_latest(books: Books, ws_urls: list[str], until: float, client: 
     await follow(books, cid, token, ws_urls, until)
 
 
-def inject_faults(stack, books: Books, options: argparse.Namespace, stop: asyncio.Event) -> None:
+def inject_faults(stack, books: Books, options: argparse.Namespace, stop: threading.Event) -> None:
     import signal
 
     faults = ["host", "broker", *[f"ws-{i}" for i in range(len(stack.websockets))], "redis", "host-graceful"]
     turn = 0
-    while not stop.is_set():
-        time.sleep(options.interval)
-        if stop.is_set():
-            return
+    while not stop.wait(options.interval):
         fault = faults[turn % len(faults)]
         turn += 1
         note(f"fault: {fault}")
@@ -200,7 +201,12 @@ def check(stack, books: Books, stock_before: dict[str, int]) -> list[tuple[str, 
         pending = set(books.accepted)
         while pending and time.monotonic() < deadline:
             for cid in list(pending):
-                response = api.get(f"/orders/{cid}")
+                try:
+                    response = api.get(f"/orders/{cid}")
+                except httpx.HTTPError as error:
+                    note(f"status read failed ({error!r} at {error.request.url}); trying again")
+                    time.sleep(1)
+                    break
                 if response.status_code == 200 and response.json()["status"] in TERMINAL:
                     finals[cid] = response.json()["status"]
                     pending.discard(cid)
@@ -251,8 +257,6 @@ def main() -> int:
     parser.add_argument("--follow-every", type=int, default=10, help="follow every n-th order over a WebSocket")
     options = parser.parse_args()
 
-    import threading
-
     from local_servers.orders_api import OrdersDatabase
     from local_stack.stack import LocalStack, StackPorts
 
@@ -268,19 +272,30 @@ def main() -> int:
             connection.exec_driver_sql("UPDATE products SET stock = 1000000")
         stock_before = {sku: database.stock(sku) for sku in SKUS}
         database.close()
-        stop = asyncio.Event()
-        faults = threading.Thread(target=inject_faults, args=(stack, books, options, stop), daemon=True)
-        faults.start()
+        stop = threading.Event()
         note(f"load: {options.rate:.0f} orders/s over {options.customers} customers for {options.seconds:.0f}s, "
              f"a fault every {options.interval:.0f}s")
+        failures: list[BaseException] = []
 
         async def run() -> None:
-            followers = await drive(stack, books, options)
-            stop.set()
-            await asyncio.gather(*followers)
+            try:
+                followers = await drive(stack, books, options)
+                stop.set()
+                await asyncio.gather(*followers)
+            except BaseException as error:
+                failures.append(error)
+                raise
+            finally:
+                stop.set()
 
-        asyncio.run(run())
-        faults.join(30)
+        # The load runs in a thread; faults are injected from the main thread, because the processes it
+        # restarts die with the thread that started them (PR_SET_PDEATHSIG is per thread).
+        load = threading.Thread(target=lambda: asyncio.run(run()), daemon=True, name="load")
+        load.start()
+        inject_faults(stack, books, options, stop)
+        load.join()
+        if failures:
+            raise failures[0]
         note("load over; waiting for every accepted order and checking")
         results = check(stack, books, stock_before)
     finally:
