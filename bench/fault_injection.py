@@ -127,8 +127,8 @@ async def drive(stack, books: Books, options: argparse.Namespace) -> list[asynci
         number = 0
         while (now := time.monotonic()) < end:
             due = started + number / options.rate
-            if due > now:
-                await asyncio.sleep(due - now)
+            # Always yield: a sender behind schedule must still let the requests it created run.
+            await asyncio.sleep(max(0.0, due - now))
             tasks.append(asyncio.create_task(place(client, books, number, options.customers, number % 2 == 0,
                                                    deadline=end + 90)))
             number += 1
