@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from orders.domain.callers import Caller, ensure_may_read_orders, ensure_owner_or_operator
 from orders.domain.commands import MarkOrderFailed, ProcessOrder, SubmitOrder
@@ -118,8 +118,7 @@ async def submit_order(
         log.warning("the broker may or may not hold the order; the client is told to retry with its key",
                     extra={"correlationId": correlation_id, "customerId": command.customer_id})
         if command.idempotency_key is None:  # bind the issued key now, so its retry must be the same order
-            await _bind_idempotency_key(replace(command, idempotency_key=key), correlation_id, accepted_records,
-                                        options.correlation_ttl_seconds)
+            await _bind_idempotency_key(command, correlation_id, accepted_records, options.correlation_ttl_seconds)
         raise AcceptanceUnknown(str(error), correlation_id, key) from error
     log.info("order accepted", extra={"correlationId": correlation_id, "customerId": command.customer_id})
     record = AcceptedRecord(correlation_id, command.customer_id, command.currency, accepted_at)
@@ -148,14 +147,14 @@ async def _admit(limiter: SubmissionLimiter, customer_id: str, correlation_id: s
         raise refusal
 
 
-def _release(limiter: SubmissionLimiter, outcome: OrderOutcome, customer_id: str | None) -> None:
+def _release(limiter: SubmissionLimiter, customer_id: str | None, correlation_id: str) -> None:
     if customer_id is None:
         return
     try:
-        limiter.release(customer_id, outcome.correlation_id)
+        limiter.release(customer_id, correlation_id)
     except Exception as error:  # noqa: BLE001 - the count ages out by itself; never fail processing for it
         log.warning("order not released from the in-flight count: %s", error,
-                    extra={"correlationId": outcome.correlation_id, "error": type(error).__name__})
+                    extra={"correlationId": correlation_id, "error": type(error).__name__})
 
 
 async def _bind_idempotency_key(command: SubmitOrder, correlation_id: str, accepted_records: AcceptedRecordStore,
@@ -192,7 +191,7 @@ def process_order(
     publisher.publish(OrderStatusChanged(outcome))
     log.info("order status published", extra={"correlationId": command.correlation_id,
                                                "status": outcome.status.value, "orderId": outcome.order_id})
-    _release(limiter, outcome, command.customer_id)
+    _release(limiter, command.customer_id, outcome.correlation_id)
     return outcome
 
 
@@ -265,7 +264,7 @@ def mark_order_failed(
     log.warning("dead-lettered order handled", extra={"correlationId": cid, "status": outcome.status.value,
                                                       "reason": outcome.reason})
     publisher.publish(OrderStatusChanged(outcome))
-    _release(limiter, outcome, outcome.customer_id or command.customer_id)
+    _release(limiter, outcome.customer_id or command.customer_id, cid)
     return outcome
 
 
