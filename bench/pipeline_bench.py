@@ -399,7 +399,7 @@ class Bench:
 
     def backend_token(self) -> str:
         """The development backend's token: it names the customer in the body, as the load does."""
-        from local_servers.orders_api import development_token
+        from local_identity.client import development_token
 
         return development_token(self.stack.identity_url)
 

@@ -5,16 +5,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
-from local_identity.directory import DEV_AUDIENCE, DEV_BACKEND_CLIENT_ID, DEV_BACKEND_CLIENT_SECRET, USERS
+from local_identity.directory import DEV_AUDIENCE, USERS
 
 DEFAULT_PORT = 7075
 
@@ -36,17 +32,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    if args.backend:
-        form = {"grant_type": "client_credentials", "client_id": DEV_BACKEND_CLIENT_ID,
-                "client_secret": DEV_BACKEND_CLIENT_SECRET}
-    else:
-        form = {"grant_type": "password", "username": args.user}
-    request = urllib.request.Request(f"{args.url}/token", data=urllib.parse.urlencode(form).encode())
+    import httpx
+
+    from local_identity.client import development_token
+
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            print(json.load(response)["access_token"])
-    except urllib.error.URLError as error:
-        print(f"error: the identity provider at {args.url} did not answer ({error}); "
+        print(development_token(args.url, None if args.backend else args.user))
+    except httpx.HTTPError as error:
+        print(f"error: the identity provider at {args.url} did not give a token ({error}); "
               "start the system with scripts/run first", file=sys.stderr)
         return 1
     return 0

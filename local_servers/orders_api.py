@@ -6,21 +6,11 @@ import time
 from pathlib import Path
 
 import httpx
+
+from local_identity.client import development_token
 from sqlalchemy import create_engine, text
 
 TERMINAL_STATUSES = frozenset({"Completed", "Rejected", "Failed"})
-
-
-def development_token(identity_url: str, user: str | None = None) -> str:
-    """An access token from the local identity provider: a development user's, or the backend's (None)."""
-    from local_identity.directory import DEV_BACKEND_CLIENT_ID, DEV_BACKEND_CLIENT_SECRET
-
-    form = ({"grant_type": "password", "username": user} if user else
-            {"grant_type": "client_credentials", "client_id": DEV_BACKEND_CLIENT_ID,
-             "client_secret": DEV_BACKEND_CLIENT_SECRET})
-    response = httpx.post(f"{identity_url}/token", data=form, timeout=10)
-    response.raise_for_status()
-    return str(response.json()["access_token"])
 
 
 class BackendAndOperatorAuth(httpx.Auth):

@@ -13,13 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from local_identity.directory import (
-    DEV_AUDIENCE,
-    DEV_BACKEND_CLIENT_ID,
-    DEV_BACKEND_CLIENT_SECRET,
-    DEV_WEBSOCKET_CLIENT_ID,
-    DEV_WEBSOCKET_CLIENT_SECRET,
-)
+from local_identity.client import development_token
+from local_identity.directory import DEV_AUDIENCE, DEV_WEBSOCKET_CLIENT_ID, DEV_WEBSOCKET_CLIENT_SECRET
 from localbus.embedded import connection_string_for
 from service_platform.notify_tokens import DEV_NOTIFY_TOKEN_SECRET
 from websocket_service.settings import DEV_INTERNAL_SECRET
@@ -226,21 +221,10 @@ class LocalStack:
 
     def token(self, user: str = "alice") -> str:
         """An access token of a development user from the local identity provider."""
-        import httpx
-
-        response = httpx.post(f"{self.identity_url}/token", data={"grant_type": "password", "username": user},
-                              timeout=10)
-        response.raise_for_status()
-        return str(response.json()["access_token"])
+        return development_token(self.identity_url, user)
 
     def backend_token(self) -> str:
-        import httpx
-
-        response = httpx.post(f"{self.identity_url}/token", timeout=10, data={
-            "grant_type": "client_credentials", "client_id": DEV_BACKEND_CLIENT_ID,
-            "client_secret": DEV_BACKEND_CLIENT_SECRET})
-        response.raise_for_status()
-        return str(response.json()["access_token"])
+        return development_token(self.identity_url)
 
     def _environment(self) -> dict[str, str]:
         defaults = {

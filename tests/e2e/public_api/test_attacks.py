@@ -143,13 +143,11 @@ def test_a_customer_cannot_order_in_another_customers_name(stack, api) -> None:
 
 
 def test_a_token_without_the_permission_is_403(stack, api) -> None:
-    import httpx as http
-
+    from local_identity.client import development_token
     from local_identity.directory import DEV_WEBSOCKET_CLIENT_ID, DEV_WEBSOCKET_CLIENT_SECRET
 
-    reader = http.post(f"{stack.identity_url}/token", data={
-        "grant_type": "client_credentials", "client_id": DEV_WEBSOCKET_CLIENT_ID,
-        "client_secret": DEV_WEBSOCKET_CLIENT_SECRET}).json()["access_token"]  # may read, may not order
+    reader = development_token(stack.identity_url, client_id=DEV_WEBSOCKET_CLIENT_ID,
+                               client_secret=DEV_WEBSOCKET_CLIENT_SECRET)  # may read, may not order
     response = api.post("/orders", json=order_body("c-1"), headers=bearer(reader))
     assert_problem(response, 403, "forbidden")
     assert response.headers["www-authenticate"] == 'Bearer error="insufficient_scope"'

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from local_servers.orders_api import development_token
+from local_identity.client import development_token
 from local_stack.stack import LocalStack, StackPorts
 
 pytestmark = pytest.mark.e2e
