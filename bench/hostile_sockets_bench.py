@@ -24,7 +24,7 @@ import random
 import time
 import uuid
 
-from bench.measure import ROOT, load_average, machine, note, percentile, rss_kib
+from bench.measure import ROOT, aligned_table, load_average, machine, note, percentile, rss_kib
 from bench.websocket_bench import (
     INTERNAL_SECRET,
     NOTIFY_SECRET,
@@ -227,9 +227,7 @@ def main() -> None:
         (f"{options.hostile:,} hostile sockets", f"{att50:.1f}", f"{att99:.1f}", f"{att99 / base99:.2f}",
          f"{peak / 1024:.0f} (peak)", str(limit), "yes" if peak / 1024 < limit and alive else "NO"),
     ]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    for line in (header, *rows):
-        print(" | ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)))
+    print(aligned_table(header, rows))
     lost = sum(1 for value in attacked if value == float("inf"))
     print(f"\nlegitimate pushes not delivered within 15 s under attack: {lost} of {len(attacked)}; "
           f"the instance {'kept running' if alive else 'DIED'}")

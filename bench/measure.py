@@ -47,3 +47,9 @@ def machine() -> str:
 
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def aligned_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Columns padded to their widest cell, separated by `` | ``."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    return "\n".join(" | ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)) for line in (header, *rows))

@@ -30,7 +30,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from bench.measure import ROOT, rss_kib
+from bench.measure import ROOT, aligned_table, rss_kib
 
 NOTIFY_SECRET = "bench-notify-secret"
 INTERNAL_SECRET = "bench-internal-secret"
@@ -477,9 +477,7 @@ def main() -> None:
                      f"{r.get('subscribers', 0):,}", f"{r.get('events_per_s', 0):,.0f}",
                      f"{r.get('p50_ms', float('nan')):.2f}", f"{r.get('p99_ms', float('nan')):.2f}",
                      f"{r.get('paced_delivered', 0):,}/{r.get('paced_offered', 0):,}"))
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    for line in (header, *rows):
-        print(" | ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)))
+    print(aligned_table(header, rows))
     print("\ntargets per instance: >= 10,000 sockets at <= 20 KiB each; >= 10,000 events/s with p99 <= 5 ms")
 
 
