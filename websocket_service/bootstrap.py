@@ -65,9 +65,10 @@ class Services:
             except RegistryUnavailable:
                 pending = True  # Redis is down: everything is re-registered once it answers
                 continue
-            if pending or (known_epoch is not None and epoch != known_epoch) or time.monotonic() >= due:
-                if epoch != known_epoch and known_epoch is not None:
-                    log.warning("the registry came back empty; registering every followed order again")
+            came_back_empty = known_epoch is not None and epoch != known_epoch
+            if came_back_empty:
+                log.warning("the registry came back empty; registering every followed order again")
+            if pending or came_back_empty or time.monotonic() >= due:
                 pending = not await self.notifier.refresh_registrations()
                 due = time.monotonic() + interval
             known_epoch = epoch
