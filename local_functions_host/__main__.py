@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .host import DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT, HostOptions, run_host
+from .host import DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT, KUBERNETES_DRAIN_TIMEOUT, HostOptions, run_host
 
 
 def parse_args(argv: Sequence[str] | None = None) -> HostOptions:
@@ -24,9 +24,10 @@ def parse_args(argv: Sequence[str] | None = None) -> HostOptions:
     parser.add_argument("--functions", default=None,
                         help="comma-separated names of the functions to run (default: all; also "
                         "AzureFunctionsJobHost__functions__N)")
-    parser.add_argument("--shutdown-timeout", type=float, default=DEFAULT_SHUTDOWN_TIMEOUT,
-                        help="seconds to let invocations under way finish on SIGTERM/SIGINT "
-                        f"(default: {DEFAULT_SHUTDOWN_TIMEOUT:.0f})")
+    parser.add_argument("--shutdown-timeout", type=float, default=None,
+                        help="seconds to let invocations under way finish on SIGTERM/SIGINT (default: "
+                        f"{KUBERNETES_DRAIN_TIMEOUT:.0f} on Kubernetes, as the Functions host; else "
+                        f"{DEFAULT_SHUTDOWN_TIMEOUT:.0f})")
     parser.add_argument("--cors", default=None,
                         help="comma-separated allowed origins, or * (default: Host.CORS of local.settings.json)")
     args = parser.parse_args(argv)

@@ -26,11 +26,15 @@ from .http_app import BODY_LIMIT_SETTING, DEFAULT_BODY_LIMIT, CorsPolicy, Functi
 from .invocation import Invoker
 from .loader import FunctionSpec, IndexedApp, index_app
 from .servicebus_listener import ServiceBusListener
+from .worker import InProcessWorker
 
 log = logging.getLogger("local_functions_host")
 
 DEFAULT_PORT = 7071
 DEFAULT_SHUTDOWN_TIMEOUT = 25.0
+# On Kubernetes (KUBERNETES_SERVICE_HOST set) SIGTERM puts the Functions host in drain mode, and its stop
+# waits at most this long for invocations under way.
+KUBERNETES_DRAIN_TIMEOUT = 10.0
 VERSION = "4-local"
 
 
@@ -40,7 +44,8 @@ class HostOptions:
     host: str = "127.0.0.1"
     port: int | None = None
     functions: Sequence[str] | None = None
-    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    shutdown_timeout: float | None = None
+    """Seconds to let invocations finish on SIGTERM; default: the host's 10 s on Kubernetes, else 25 s."""
     cors: str | None = None
 
 
@@ -55,6 +60,7 @@ class PreparedApp:
     skipped: tuple[FunctionSpec, ...]
     port: int
     cors: CorsPolicy | None
+    worker: InProcessWorker
 
 
 def prepare(options: HostOptions, environ: MutableMapping[str, str] | None = None) -> PreparedApp:
@@ -66,7 +72,8 @@ def prepare(options: HostOptions, environ: MutableMapping[str, str] | None = Non
     local_settings = apply_local_settings(root, env)
     # After local.settings.json: its Values may hold AzureFunctionsJobHost__* overrides of host.json.
     host_config = load_host_config(root, env)
-    indexed = index_app(root, env)
+    worker = InProcessWorker()
+    indexed = index_app(root, env, worker)
 
     wanted = list(options.functions or []) or selected_function_names(env) or list(host_config.functions)
     known = {spec.name: spec for spec in indexed.functions}
@@ -104,6 +111,7 @@ def prepare(options: HostOptions, environ: MutableMapping[str, str] | None = Non
         skipped=skipped,
         port=port,
         cors=cors,
+        worker=worker,
     )
 
 
@@ -131,7 +139,11 @@ class FunctionsHost:
         self.host_id = uuid.uuid4().hex[:12]
         self.started_at = time.monotonic()
         self.state = "Initializing"
-        self.invoker = Invoker()
+        self.invoker = Invoker(prepared.worker, prepared.host_config.function_timeout)
+        self.shutdown_timeout = options.shutdown_timeout
+        if self.shutdown_timeout is None:
+            on_kubernetes = bool(env.get("KUBERNETES_SERVICE_HOST"))
+            self.shutdown_timeout = KUBERNETES_DRAIN_TIMEOUT if on_kubernetes else DEFAULT_SHUTDOWN_TIMEOUT
         self.listeners = [
             ServiceBusListener(
                 spec,
@@ -204,7 +216,7 @@ class FunctionsHost:
             access_log=False,
             server_header=False,
             lifespan="off",
-            timeout_graceful_shutdown=max(1, int(self.options.shutdown_timeout)),
+            timeout_graceful_shutdown=max(1, int(self.shutdown_timeout)),
         )
         self._server = _Server(config).server
         server_task = asyncio.create_task(self._server.serve(sockets=[sock]), name="http-server")
@@ -226,7 +238,7 @@ class FunctionsHost:
         self.state = "Stopping"
         log.info("Stopping: no new messages or requests are taken; waiting for invocations under way.")
         self._server.should_exit = True
-        timeout = self.options.shutdown_timeout
+        timeout = self.shutdown_timeout
         stopping_since = time.monotonic()
         await asyncio.gather(
             *(listener.stop(timeout) for listener in self.listeners),
@@ -278,7 +290,8 @@ class FunctionsHost:
         if self.listeners and not self.prepared.host_config.service_bus.auto_complete_messages:
             log.warning(
                 "host.json sets autoCompleteMessages=false, but the local host offers no ServiceBusMessageActions: "
-                "messages are never settled by functions and come back after their lock expires."
+                "messages whose function succeeds are not settled and come back after their lock expires "
+                "(a failed one is abandoned, as the Functions host does)."
             )
         for spec in self.prepared.skipped:
             log.warning("Function %s has a %s trigger, which the local host does not run.", spec.name, spec.trigger_type)

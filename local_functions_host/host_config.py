@@ -21,6 +21,9 @@ HOST_FILE = "host.json"
 _OVERRIDE_PREFIX = "azurefunctionsjobhost__"
 _TIMESPAN = re.compile(r"^(?P<sign>-)?(?:(?P<days>\d+)\.)?(?P<h>\d{1,2}):(?P<m>\d{1,2})(?::(?P<s>\d{1,2})(?:\.(?P<f>\d{1,7}))?)?$")
 
+# The host's functionTimeout default outside the Consumption plan (Premium, Dedicated, Kubernetes).
+DEFAULT_FUNCTION_TIMEOUT = 1800.0
+
 _LOG_LEVELS = {
     "trace": logging.DEBUG,
     "debug": logging.DEBUG,
@@ -72,6 +75,8 @@ class HostConfig:
     service_bus: ServiceBusOptions
     functions: tuple[str, ...]
     log_levels: LogLevels
+    function_timeout: float | None = DEFAULT_FUNCTION_TIMEOUT
+    """``functionTimeout`` in seconds; ``None`` (``-1``) for unbounded."""
 
 
 def parse_timespan(text: str, *, setting: str) -> float | None:
@@ -116,6 +121,15 @@ def load_host_config(script_root: Path, environ: Mapping[str, str] | None = None
     if not isinstance(functions, list) or not all(isinstance(name, str) for name in functions):
         raise HostConfigurationError("host.json \"functions\" must be a list of function names.")
 
+    timeout_text = _get(document, "functionTimeout")
+    function_timeout = (
+        DEFAULT_FUNCTION_TIMEOUT if timeout_text is None
+        else None if str(timeout_text).strip() == "-1"
+        else parse_timespan(str(timeout_text), setting="functionTimeout")
+    )
+    if function_timeout is not None and function_timeout <= 0:
+        raise HostConfigurationError(f"host.json functionTimeout must be positive or -1, not {timeout_text!r}.")
+
     log_level_section = _section(document, "logging", "logLevel")
     return HostConfig(
         path=path,
@@ -123,6 +137,7 @@ def load_host_config(script_root: Path, environ: Mapping[str, str] | None = None
         service_bus=_service_bus_options(_section(document, "extensions", "serviceBus")),
         functions=tuple(functions),
         log_levels=_log_levels(log_level_section),
+        function_timeout=function_timeout,
     )
 
 

@@ -1,7 +1,9 @@
 """The ASGI application that serves a function app's HTTP triggers, like the Functions host's front end.
 
-Routes are ``/<routePrefix>/<route>``; a request becomes an ``azure.functions.HttpRequest`` and the
-function's ``HttpResponse`` (or ``str``) becomes the HTTP answer. Host endpoints live under ``/admin``.
+Routes are ``/<routePrefix>/<route>``. A request becomes the protocol's ``RpcHttp`` as the host sends it
+(lower-cased headers, the query, the route parameters, the raw body bytes); the worker turns it into
+the ``azure.functions.HttpRequest`` and the function's answer back into ``RpcHttp``, which becomes the
+HTTP answer. Host endpoints live under ``/admin``.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import azure.functions as func
 
 from .invocation import Invoker
 from .loader import FunctionSpec
@@ -130,34 +130,27 @@ class FunctionsHttpApp:
             )
             return
 
-        request = func.HttpRequest(
+        protos = self._invoker.worker.protos
+        request = protos.RpcHttp(
             method=method,
             url=_url(scope, path),
             headers=_joined_headers(scope),
-            params=_query_params(scope),
-            route_params=params,
-            body=body,
+            query=_query_params(scope),
+            params=params,
+            body=protos.TypedData(bytes=body),
         )
+        binding = protos.ParameterBinding(name=route.spec.trigger_param, data=protos.TypedData(http=request))
+        metadata = {name: protos.TypedData(string=value) for name, value in params.items()}
         try:
-            result = await self._invoker.invoke(
-                route.spec, request, trace_parent=_header(scope, b"traceparent") or ""
+            response = await self._invoker.invoke(
+                route.spec, [binding], metadata, trace_parent=_header(scope, b"traceparent") or ""
             )
         except Exception:
-            # The invoker has logged the exception with the invocation id.
-            await _send(
-                send,
-                500,
-                [(b"content-type", b"application/problem+json")] + self._cors_headers(origin),
-                json.dumps({
-                    "type": "about:blank",
-                    "title": "Internal Server Error",
-                    "status": 500,
-                    "detail": f"Function {route.spec.name!r} raised an unhandled exception; the host log has the "
-                    "traceback.",
-                }).encode(),
-            )
+            # The invoker has logged the failure with the invocation id. The Functions host answers an
+            # unhandled exception (or a timed-out invocation) with an empty 500.
+            await _send(send, 500, self._cors_headers(origin), b"")
             return
-        await self._respond(send, route.spec, result, self._cors_headers(origin))
+        await self._respond(send, route.spec, _return_value(response), self._cors_headers(origin))
 
     def _strip_prefix(self, path: str) -> str | None:
         trimmed = path.strip("/")
@@ -191,33 +184,29 @@ class FunctionsHttpApp:
         return b"".join(chunks)
 
     async def _respond(self, send: Send, spec: FunctionSpec, result: Any, extra: list[tuple[bytes, bytes]]) -> None:
-        if isinstance(result, func.HttpResponse):
-            headers: list[tuple[bytes, bytes]] = []
-            has_type = False
-            for name, value in result.headers.items():
-                lowered = name.lower()
-                if lowered == "content-length":
-                    continue
-                has_type = has_type or lowered == "content-type"
-                headers.append((lowered.encode("latin-1"), str(value).encode("latin-1")))
-            if not has_type:
-                content_type = (
-                    f"{result.mimetype}; charset={result.charset}"
-                    if result.mimetype.startswith("text/")
-                    else result.mimetype
-                )
-                headers.append((b"content-type", content_type.encode("latin-1")))
-            await _send(send, result.status_code, headers + extra, result.get_body() or b"")
-        elif isinstance(result, str):
-            await _send(send, 200, [(b"content-type", b"text/plain; charset=utf-8"), *extra], result.encode())
-        elif result is None:
+        """Map the worker's return value (a ``TypedData``) onto the HTTP answer, as the host does."""
+        kind = result.WhichOneof("data") if result is not None else None
+        if kind == "http":
+            http = result.http
+            headers = [
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in http.headers.items() if name.lower() != "content-length"
+            ]
+            headers.extend((b"set-cookie", _cookie_text(cookie).encode("latin-1")) for cookie in http.cookies)
+            status = int(http.status_code or 200)
+            await _send(send, status, headers + extra, _body_bytes(http.body))
+        elif kind == "string":
+            await _send(send, 200, [(b"content-type", b"text/plain; charset=utf-8"), *extra], result.string.encode())
+        elif kind == "bytes":
+            await _send(send, 200, [(b"content-type", b"application/octet-stream"), *extra], result.bytes)
+        elif kind is None:
             await _send(send, 204, extra, b"")
         else:
             log.error(
-                "Function %r returned a %s; an HTTP function returns azure.functions.HttpResponse or str.",
-                spec.name, type(result).__name__,
+                "Function %r returned %s data; an HTTP function returns azure.functions.HttpResponse or str.",
+                spec.name, kind,
             )
-            await _plain(send, 500, f"Function {spec.name!r} returned a {type(result).__name__}, not an HttpResponse.")
+            await _send(send, 500, extra, b"")
 
     async def _admin(self, path: str, method: str, send: Send) -> None:
         route = path.rstrip("/").lower()
@@ -264,6 +253,48 @@ class FunctionsHttpApp:
         if self._cors.allow_credentials:
             headers.append((b"access-control-allow-credentials", b"true"))
         return headers
+
+
+def _return_value(response: Any) -> Any:
+    """The ``$return`` value: the response's return value, or a ``$return`` output binding."""
+    if response.HasField("return_value"):
+        return response.return_value
+    for binding in response.output_data:
+        if binding.name == "$return":
+            return binding.data
+    return None
+
+
+def _body_bytes(body: Any) -> bytes:
+    kind = body.WhichOneof("data")
+    if kind == "bytes":
+        return body.bytes
+    if kind == "string":
+        return body.string.encode("utf-8")
+    if kind == "json":
+        return body.json.encode("utf-8")
+    return b""
+
+
+def _cookie_text(cookie: Any) -> str:
+    parts = [f"{cookie.name}={cookie.value}"]
+    if cookie.HasField("domain") and cookie.domain.value:
+        parts.append(f"domain={cookie.domain.value}")
+    if cookie.HasField("path") and cookie.path.value:
+        parts.append(f"path={cookie.path.value}")
+    if cookie.HasField("expires"):
+        expires = cookie.expires.value.ToDatetime()
+        parts.append("expires=" + expires.strftime("%a, %d %b %Y %H:%M:%S GMT"))
+    if cookie.HasField("max_age"):
+        parts.append(f"max-age={int(cookie.max_age.value)}")
+    if cookie.HasField("secure") and cookie.secure.value:
+        parts.append("secure")
+    if cookie.HasField("http_only") and cookie.http_only.value:
+        parts.append("httponly")
+    same_site = {1: "lax", 2: "strict", 3: "none"}.get(cookie.same_site)
+    if same_site:
+        parts.append(f"samesite={same_site}")
+    return "; ".join(parts)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

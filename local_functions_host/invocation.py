@@ -1,150 +1,95 @@
-"""Calling a function the way the worker does: async functions on the loop, sync ones in a thread pool.
+"""Invocations as the host runs them: through the worker, under ``functionTimeout``, logged with their identity.
 
-Each call gets an invocation id, an ``azure.functions.Context`` when the function asks for ``context``,
-and the invocation's identity in the log context. A non-``None`` result from a function without a
-``$return`` binding fails the invocation, as it does under the worker.
+Each invocation gets an id, its fields (function name, invocation id, and for Service Bus the message id,
+CorrelationId and session id) on every log record it causes, and a ``Executed 'Functions.<name>'`` line.
+When one passes ``functionTimeout`` the host does what the Functions host does: the invocation fails, the
+worker is restarted, and every other invocation running in that worker fails with it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-import os
-import threading
 import time
 import uuid
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from azure.functions import _abc as functions_abc
-
-from .json_logging import invocation_fields
+from .json_logging import fields_by_invocation, invocation_fields
 from .loader import FunctionSpec
+from .worker import InProcessWorker, InvocationFailed
 
-THREAD_COUNT_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
 results_log = logging.getLogger("local_functions_host.results")
-_thread_local = threading.local()
+log = logging.getLogger("local_functions_host")
 
 
-class TraceContext(functions_abc.TraceContext):
-    def __init__(self, trace_parent: str = "", trace_state: str = "", attributes: Mapping[str, str] | None = None):
-        self._trace_parent = trace_parent
-        self._trace_state = trace_state
-        self._attributes = dict(attributes or {})
-
-    @property
-    def trace_parent(self) -> str:
-        return self._trace_parent
-
-    @property
-    def trace_state(self) -> str:
-        return self._trace_state
-
-    @property
-    def attributes(self) -> dict[str, str]:
-        return self._attributes
+class FunctionTimedOut(InvocationFailed):
+    """The invocation ran longer than ``functionTimeout``."""
 
 
-class RetryContext(functions_abc.RetryContext):
-    """Function-level retry policies are not run locally: always the first attempt."""
-
-    @property
-    def retry_count(self) -> int:
-        return 0
-
-    @property
-    def max_retry_count(self) -> int:
-        return 0
-
-    @property
-    def exception(self) -> Any:
-        return None
-
-
-class InvocationContext(functions_abc.Context):
-    def __init__(self, spec: FunctionSpec, invocation_id: str, trace_context: TraceContext) -> None:
-        self._spec = spec
-        self._invocation_id = invocation_id
-        self._trace_context = trace_context
-
-    @property
-    def invocation_id(self) -> str:
-        return self._invocation_id
-
-    @property
-    def thread_local_storage(self) -> threading.local:  # type: ignore[override]
-        return _thread_local
-
-    @property
-    def function_name(self) -> str:
-        return self._spec.name
-
-    @property
-    def function_directory(self) -> str:
-        return self._spec.directory
-
-    @property
-    def trace_context(self) -> TraceContext:
-        return self._trace_context
-
-    @property
-    def retry_context(self) -> RetryContext:
-        return RetryContext()
+class WorkerRestarted(InvocationFailed):
+    """Another invocation timed out and the worker this one ran in was restarted."""
 
 
 class Invoker:
-    """Runs invocations; owns the thread pool for synchronous functions."""
+    """Sends invocations to the worker and keeps count of the ones whose code is still running."""
 
-    def __init__(self, thread_count: int | None = None) -> None:
-        if thread_count is None:
-            configured = os.environ.get(THREAD_COUNT_SETTING, "").strip()
-            thread_count = int(configured) if configured.isdigit() and int(configured) > 0 else None
-        self._executor = ThreadPoolExecutor(max_workers=thread_count, thread_name_prefix="function")
-        self._busy = 0
-        self._busy_lock = threading.Lock()
+    def __init__(self, worker: InProcessWorker, function_timeout: float | None = None) -> None:
+        self.worker = worker
+        self.function_timeout = function_timeout
+        self._running = 0
+        # The invocations of the current worker, each with the future that fails it on a restart.
+        self._in_worker: dict[str, asyncio.Future[None]] = {}
 
     @property
     def busy(self) -> int:
-        """Synchronous invocations whose thread is still running."""
-        return self._busy
+        """Invocations whose code has not returned yet (including those a restart gave up on)."""
+        return self._running
 
     async def invoke(
         self,
         spec: FunctionSpec,
-        trigger_value: Any,
+        input_data: Iterable[Any],
+        trigger_metadata: Mapping[str, Any] | None = None,
         *,
         trace_parent: str = "",
         log_fields: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Call ``spec`` with its trigger argument; returns its result or raises what it raised."""
+        """The worker's ``InvocationResponse``; raises :class:`InvocationFailed` (or a subclass) on failure."""
         invocation_id = str(uuid.uuid4())
         fields = {"functionName": spec.name, "invocationId": invocation_id, **(log_fields or {})}
         token = invocation_fields.set(fields)
+        fields_by_invocation[invocation_id] = fields
         started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        killed: asyncio.Future[None] = loop.create_future()
+        self._in_worker[invocation_id] = killed
+        self._running += 1
+        call = asyncio.ensure_future(self.worker.invoke(
+            spec.function_id, invocation_id, input_data, trigger_metadata or {}, trace_parent=trace_parent))
+        call.add_done_callback(lambda _: self._returned(invocation_id))
         try:
-            args: dict[str, Any] = {spec.trigger_param: trigger_value}
-            if spec.requires_context:
-                args["context"] = InvocationContext(spec, invocation_id, TraceContext(trace_parent))
-            if spec.is_async:
-                result = await spec.func(**args)
+            done, _ = await asyncio.wait({call, killed}, timeout=self.function_timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if call in done:
+                response = call.result()
+            elif killed in done:
+                killed.result()
+                raise AssertionError("unreachable")  # pragma: no cover - killed only ever fails
             else:
-                loop = asyncio.get_running_loop()
-                context = contextvars.copy_context()
-                with self._busy_lock:
-                    self._busy += 1
-                result = await loop.run_in_executor(self._executor, self._call, context, invocation_id, spec, args)
-            if result is not None and not spec.has_return:
-                raise RuntimeError(
-                    f"function {spec.name!r} has no $return binding but returned a {type(result).__name__}"
-                )
+                self._restart_worker(spec, invocation_id)
+                raise FunctionTimedOut(
+                    f"Timeout value of {_duration(self.function_timeout)} exceeded by function "
+                    f"'Functions.{spec.name}' (Id: '{invocation_id}'). Initiating cancellation.")
         except BaseException as exc:
+            if not call.done():
+                # Cancelled (shutdown), timed out or killed: nobody waits for the worker's answer any more.
+                call.add_done_callback(_discard)
+            elapsed = (time.perf_counter() - started) * 1000
             results_log.error(
-                "Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms)",
-                spec.name, invocation_id, (time.perf_counter() - started) * 1000,
-                exc_info=exc if isinstance(exc, Exception) else None,
-                extra={"durationMs": round((time.perf_counter() - started) * 1000, 3), "outcome": "Failed"},
+                "Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms)%s",
+                spec.name, invocation_id, elapsed, f"\n{exc}" if isinstance(exc, InvocationFailed) else "",
+                extra={"durationMs": round(elapsed, 3), "outcome": "Failed"},
             )
             raise
         else:
@@ -155,25 +100,40 @@ class Invoker:
                     spec.name, invocation_id, elapsed,
                     extra={"durationMs": round(elapsed, 3), "outcome": "Succeeded"},
                 )
-            return result
+            return response
         finally:
+            self._in_worker.pop(invocation_id, None)
             invocation_fields.reset(token)
 
-    def _call(self, context: contextvars.Context, invocation_id: str, spec: FunctionSpec, args: dict[str, Any]) -> Any:
-        # Counted until the thread really returns: cancelling the awaiting task does not stop it.
-        try:
-            return _call_in_thread(context, invocation_id, spec, args)
-        finally:
-            with self._busy_lock:
-                self._busy -= 1
+    def _returned(self, invocation_id: str) -> None:
+        self._running -= 1
+        fields_by_invocation.pop(invocation_id, None)
 
-    def close(self, wait: bool = False) -> None:
-        self._executor.shutdown(wait=wait, cancel_futures=True)
+    def _restart_worker(self, spec: FunctionSpec, invocation_id: str) -> None:
+        others = [(other, future) for other, future in self._in_worker.items() if other != invocation_id]
+        log.error(
+            "Function %s timed out (functionTimeout %s); restarting the worker: %d other invocation(s) in it "
+            "fail too.", spec.name, _duration(self.function_timeout), len(others),
+            extra={"functionName": spec.name, "invocationId": invocation_id},
+        )
+        self._in_worker = {invocation_id: self._in_worker[invocation_id]}
+        for other, future in others:
+            if not future.done():
+                future.set_exception(WorkerRestarted(
+                    f"Invocation {other} ended: the worker was restarted after 'Functions.{spec.name}' timed out."))
+        self.worker.restart()
+
+    def close(self) -> None:
+        self.worker.close()
 
 
-def _call_in_thread(context: contextvars.Context, invocation_id: str, spec: FunctionSpec, args: dict[str, Any]) -> Any:
-    def call() -> Any:
-        _thread_local.invocation_id = invocation_id
-        return spec.func(**args)
+def _discard(call: asyncio.Future[Any]) -> None:
+    if not call.cancelled():
+        call.exception()  # retrieved, so asyncio does not report it as never retrieved
 
-    return context.run(call)
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unbounded"
+    whole = int(seconds)
+    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"

@@ -1,24 +1,23 @@
-"""Index a function app the way the Python worker does, and describe its triggers.
+"""Index a function app through the Python worker library, and describe its triggers.
 
 The worker imports the entry file (``PYTHON_SCRIPT_FILE_NAME``, default ``function_app.py``) as a
 top-level module with the script root on ``sys.path``, takes the one ``FunctionApp`` it defines, and
-reads each function's bindings from ``get_functions()``. Nothing here opens a connection.
+reports each function's raw bindings. Nothing here opens a connection.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .app_settings import resolve_expressions
 from .errors import HostConfigurationError
+from .worker import InProcessWorker
 
 SCRIPT_FILE_SETTING = "PYTHON_SCRIPT_FILE_NAME"
 DEFAULT_SCRIPT_FILE = "function_app.py"
@@ -52,12 +51,10 @@ class FunctionSpec:
     """One indexed function: what triggers it and how to call it."""
 
     name: str
-    func: Callable[..., Any]
-    is_async: bool
+    function_id: str
+    """The id the worker gave the function; invocations name it."""
     trigger_type: str
     trigger_param: str
-    requires_context: bool
-    has_return: bool
     raw_bindings: tuple[Mapping[str, Any], ...]
     directory: str
     http: HttpTrigger | None = None
@@ -85,8 +82,13 @@ def entry_file_name(settings: Mapping[str, str]) -> str:
     return name
 
 
-def index_app(script_root: Path, settings: Mapping[str, str]) -> IndexedApp:
-    """Import the entry file and describe every function it registers, resolving ``%SETTING%`` expressions."""
+def index_app(script_root: Path, settings: Mapping[str, str], worker: InProcessWorker) -> IndexedApp:
+    """Have the worker import and index the entry file; describe every function it reports.
+
+    The worker checks what the Functions host and the worker check in Azure (one ``FunctionApp``,
+    parameters matching bindings); this adds the checks of the local host (a readable entry file name,
+    settings named in binding expressions, bindings the local host provides).
+    """
     root = script_root.resolve()
     entry = entry_file_name(settings)
     if not (root / entry).is_file():
@@ -95,65 +97,32 @@ def index_app(script_root: Path, settings: Mapping[str, str]) -> IndexedApp:
             f"{SCRIPT_FILE_SETTING} (default {DEFAULT_SCRIPT_FILE}) from the script root; set "
             f"{SCRIPT_FILE_SETTING} in local.settings.json or the environment, or create the file."
         )
-    module = _import_entry(root, entry)
-    app = _the_function_app(module, entry)
-    try:
-        indexed = app.get_functions()
-    except Exception as exc:
-        raise HostConfigurationError(f"Indexing the functions of {entry} failed: {exc}") from exc
-    functions = tuple(_describe(function, root, settings) for function in indexed)
+    # The worker's process starts in the script root with it at the front of sys.path.
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    metadata = worker.index(root)
+    functions = tuple(
+        describe(function.name, function.function_id, [json.loads(raw) for raw in function.raw_bindings],
+                 root, settings)
+        for function in metadata
+    )
     return IndexedApp(script_root=root, entry_file=entry, functions=functions)
 
 
-def _import_entry(root: Path, entry: str) -> Any:
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    module_name = Path(entry).stem
-    try:
-        return importlib.import_module(module_name)
-    except Exception as exc:
-        raise HostConfigurationError(
-            f"Importing {entry} from {root} failed with {type(exc).__name__}: {exc}. "
-            "Fix the import error (the traceback above shows where); missing packages belong in requirements.txt."
-        ) from exc
-
-
-def _the_function_app(module: Any, entry: str) -> Any:
-    from azure.functions import FunctionRegister
-
-    apps = [
-        name for name in dir(module) if isinstance(getattr(module, name, None), FunctionRegister)
-    ]
-    if not apps:
-        raise HostConfigurationError(
-            f"{entry} defines no top-level FunctionApp: the worker needs exactly one module-level "
-            "azure.functions.FunctionApp instance in the entry file (e.g. `from function_app.app import app`)."
-        )
-    if len(apps) > 1:
-        raise HostConfigurationError(
-            f"{entry} defines more than one top-level FunctionApp ({', '.join(apps)}); the worker accepts "
-            "exactly one. Keep one app and register the others' functions as Blueprints."
-        )
-    return getattr(module, apps[0])
-
-
-def _describe(function: Any, root: Path, settings: Mapping[str, str]) -> FunctionSpec:
-    name = function.get_function_name()
-    func = function.get_user_function()
-    bindings = tuple(json.loads(raw) for raw in function.get_raw_bindings())
+def describe(
+    name: str, function_id: str, bindings: list[Mapping[str, Any]], root: Path, settings: Mapping[str, str]
+) -> FunctionSpec:
+    """One function from the raw bindings the worker reports for it."""
     triggers = [b for b in bindings if str(b.get("type", "")).lower().endswith("trigger")]
     if len(triggers) != 1:
         raise HostConfigurationError(f"Function {name!r} must have exactly one trigger, found {len(triggers)}.")
     trigger = triggers[0]
     trigger_type = str(trigger["type"])
     others = [b for b in bindings if b is not trigger]
-    has_return = any(b.get("name") == "$return" for b in others)
     unsupported = [
         b for b in others
         if not (b.get("name") == "$return" and trigger_type == "httpTrigger" and b.get("type") == "http")
     ]
-    requires_context = _check_parameters(name, func, trigger["name"], bound={b["name"] for b in bindings})
-
     http = service_bus = None
     if trigger_type == "httpTrigger":
         http = _http_trigger(name, trigger)
@@ -167,38 +136,14 @@ def _describe(function: Any, root: Path, settings: Mapping[str, str]) -> Functio
         )
     return FunctionSpec(
         name=name,
-        func=func,
-        is_async=inspect.iscoroutinefunction(func),
+        function_id=function_id,
         trigger_type=trigger_type,
-        trigger_param=trigger["name"],
-        requires_context=requires_context,
-        has_return=has_return,
-        raw_bindings=bindings,
+        trigger_param=str(trigger["name"]),
+        raw_bindings=tuple(bindings),
         directory=str(root),
         http=http,
         service_bus=service_bus,
     )
-
-
-def _check_parameters(name: str, func: Callable[..., Any], trigger_param: str, *, bound: set[str]) -> bool:
-    """Mirror the worker's check that Python parameters and declared bindings match one to one."""
-    params = set(inspect.signature(func).parameters)
-    declared = bound - {"$return"}
-    requires_context = "context" in params and "context" not in declared
-    undeclared = params - declared - ({"context"} if requires_context else set())
-    if undeclared:
-        raise HostConfigurationError(
-            f"Function {name!r} has parameters {sorted(undeclared)} that no binding declares; "
-            "every parameter except `context` must be a binding (e.g. the trigger's arg_name)."
-        )
-    missing = declared - params
-    if missing:
-        raise HostConfigurationError(
-            f"Function {name!r} declares bindings {sorted(missing)} that are not parameters of the Python function."
-        )
-    if trigger_param not in params:
-        raise HostConfigurationError(f"Function {name!r} has no parameter for its trigger {trigger_param!r}.")
-    return requires_context
 
 
 def _http_trigger(name: str, binding: Mapping[str, Any]) -> HttpTrigger:

@@ -4,8 +4,9 @@ Session-enabled entities: up to ``maxConcurrentSessions`` session receivers, eac
 available session (NEXT_AVAILABLE), handing its messages to the function one at a time (or
 ``maxConcurrentCallsPerSession`` at a time), and letting the session go after ``sessionIdleTimeout``
 without messages. Other entities: one receiver and up to ``maxConcurrentCalls`` invocations at once.
-With ``autoCompleteMessages`` a message is completed when the function returns and abandoned when it
-raises; after MaxDeliveryCount the broker dead-letters it. Locks (of messages, or of the session) are
+With ``autoCompleteMessages`` a message is completed when the function returns; when it fails it is
+abandoned, with or without ``autoCompleteMessages`` (as the Functions host does); after MaxDeliveryCount
+the broker dead-letters it. Locks (of messages, or of the session) are
 renewed up to ``maxAutoLockRenewalDuration`` while the function runs.
 
 The listener never gives up: when the broker is unreachable it retries with backoff, and it logs one
@@ -29,7 +30,7 @@ from .connections import ServiceBusConnection
 from .host_config import ServiceBusOptions
 from .invocation import Invoker
 from .loader import FunctionSpec
-from .messages import to_function_message
+from .binding_data import message_batch, single_message
 
 log = logging.getLogger("local_functions_host.servicebus")
 
@@ -243,13 +244,12 @@ class ServiceBusListener:
             if not messages:
                 continue
             self._connected()
-            locked_until = session.locked_until_utc
             if self.trigger.many:
-                await self._handle_batch(receiver, messages, locked_until)
+                await self._handle_batch(receiver, messages)
             elif len(messages) == 1:
-                await self._handle(receiver, messages[0], locked_until)
+                await self._handle(receiver, messages[0])
             else:
-                await asyncio.gather(*(self._handle(receiver, m, locked_until) for m in messages))
+                await asyncio.gather(*(self._handle(receiver, m) for m in messages))
             idle_until = loop.time() + self.options.session_idle_timeout
 
     async def _queue_loop(self) -> None:
@@ -276,9 +276,9 @@ class ServiceBusListener:
                                 continue
                             self._connected()
                             handlers = (
-                                [self._handle_batch(receiver, messages, None)]
+                                [self._handle_batch(receiver, messages)]
                                 if self.trigger.many
-                                else [self._handle(receiver, message, None) for message in messages]
+                                else [self._handle(receiver, message) for message in messages]
                             )
                             for handler in handlers:
                                 task = asyncio.create_task(handler)
@@ -300,16 +300,15 @@ class ServiceBusListener:
 
     # -- one message ---------------------------------------------------------------------------
 
-    async def _handle(self, receiver: Any, message: ServiceBusReceivedMessage, session_locked_until: Any) -> None:
+    async def _handle(self, receiver: Any, message: ServiceBusReceivedMessage) -> None:
         fields = {
             "messageId": message.message_id,
             "correlationId": message.correlation_id,
             "sessionId": message.session_id,
         }
+        protos = self._invoker.worker.protos
         try:
-            function_message = to_function_message(
-                message, function_name=self.spec.name, session_locked_until=session_locked_until
-            )
+            data, metadata = single_message(message, protos)
         except Exception:
             log.exception(
                 "Function %s: message %s could not be converted for the function; abandoning it.",
@@ -317,42 +316,31 @@ class ServiceBusListener:
             )
             await self._settle(receiver.abandon_message, message, "abandon", fields)
             return
-        properties = function_message.application_properties or {}
-        trace_parent = str(properties.get("traceparent") or properties.get("Diagnostic-Id") or "")
+        properties = message.application_properties or {}
+        trace_parent = _text(properties.get(b"traceparent") or properties.get("traceparent")
+                             or properties.get(b"Diagnostic-Id") or properties.get("Diagnostic-Id") or "")
+        binding = protos.ParameterBinding(name=self.spec.trigger_param, data=data)
         try:
-            await self._invoker.invoke(self.spec, function_message, trace_parent=trace_parent, log_fields=fields)
+            await self._invoker.invoke(self.spec, [binding], metadata, trace_parent=trace_parent, log_fields=fields)
         except Exception:
-            # The invoker logged the exception; the broker counts the delivery and redelivers.
-            if self.options.auto_complete_messages:
-                await self._settle(receiver.abandon_message, message, "abandon", fields)
+            # The invoker logged the failure. The host abandons an unsettled message on a failure whatever
+            # autoCompleteMessages says; the broker counts the delivery and redelivers.
+            await self._settle(receiver.abandon_message, message, "abandon", fields)
             return
         if self.options.auto_complete_messages:
             await self._settle(receiver.complete_message, message, "complete", fields)
 
-    async def _handle_batch(
-        self, receiver: Any, messages: list[ServiceBusReceivedMessage], session_locked_until: Any
-    ) -> None:
+    async def _handle_batch(self, receiver: Any, messages: list[ServiceBusReceivedMessage]) -> None:
         """``cardinality: many``: one invocation with the list; all complete, or all are abandoned."""
         fields: dict[str, Any] = {"messageCount": len(messages), "sessionId": messages[0].session_id}
+        protos = self._invoker.worker.protos
         try:
-            batch = [
-                to_function_message(m, function_name=self.spec.name, session_locked_until=session_locked_until)
-                for m in messages
-            ]
+            data, metadata = message_batch(messages, protos)
+            binding = protos.ParameterBinding(name=self.spec.trigger_param, data=data)
+            await self._invoker.invoke(self.spec, [binding], metadata, log_fields=fields)
         except Exception:
-            log.exception(
-                "Function %s: a batch of %d messages could not be converted for the function; abandoning it.",
-                self.spec.name, len(messages), extra={"functionName": self.spec.name, **fields},
-            )
-            batch = None
-        try:
-            if batch is None:
-                raise ValueError("unconvertible batch")
-            await self._invoker.invoke(self.spec, batch, log_fields=fields)
-        except Exception:
-            if self.options.auto_complete_messages:
-                for message in messages:
-                    await self._settle(receiver.abandon_message, message, "abandon", fields)
+            for message in messages:
+                await self._settle(receiver.abandon_message, message, "abandon", fields)
             return
         if self.options.auto_complete_messages:
             for message in messages:
@@ -415,6 +403,10 @@ class ServiceBusListener:
 
     def _set_state(self, state: ListenerState) -> None:
         self.state = state
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 async def _quietly(awaitable: Awaitable[Any]) -> None:

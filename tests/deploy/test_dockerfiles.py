@@ -14,7 +14,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = ("Dockerfile.functions", "Dockerfile.websocket")
-LOCAL_ONLY_PACKAGES = {"python-qpid-proton": "proton", "fakeredis": "fakeredis"}
+LOCAL_ONLY_PACKAGES = {
+    "python-qpid-proton": "proton", "fakeredis": "fakeredis",
+    # The local host's copy of the Python worker; the Functions base image brings its own.
+    "azure-functions-runtime": "azure_functions_runtime", "protobuf": "google",
+}
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|ACCESS_?KEY|CONNECTION", re.IGNORECASE)
 
 

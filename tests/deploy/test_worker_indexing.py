@@ -1,11 +1,10 @@
 """The real Python worker library (azure-functions-runtime) indexes the function app, driven through its
-public async entry points with the Functions language worker protocol's messages (regenerated from
-FunctionRpc.proto with grpcio-tools), from the repository layout (as `func start` sees it) and from the
+public async entry points with the Functions language worker protocol's messages (built from the published
+FunctionRpc.proto descriptors), from the repository layout (as `func start` sees it) and from the
 layout Dockerfile.functions builds under /home/site/wwwroot."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shlex
@@ -34,22 +33,14 @@ SERVICE_BUS = {
 }
 
 
-def _load_module(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def protocol_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def protocol_dir() -> Path:
+    """The repository root, from which the driver takes the worker protocol (downloaded if missing)."""
     install = ROOT / "tools" / "worker-protocol" / "install.sh"
     result = subprocess.run(["bash", str(install)], capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
         pytest.fail(f"{install.relative_to(ROOT)} failed:\n{result.stderr[-2000:]}")
-    protocol = _load_module("deploy_worker_protocol", HERE / "worker_protocol.py")
-    return protocol.generate(tmp_path_factory.mktemp("worker-protocol"))
+    return ROOT
 
 
 def index(protocol_dir: Path, script_root: Path, **settings: str) -> dict:

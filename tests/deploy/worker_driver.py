@@ -2,8 +2,9 @@
 what the worker reports as one JSON object.
 
 Run in its own process (the worker keeps global state and imports the app's modules):
-``python worker_driver.py <generated protocol dir> <script root>``. The environment carries the app
-settings, PYTHON_SCRIPT_FILE_NAME among them.
+``python worker_driver.py <repository root> <script root>``. The protocol messages are the local host's
+(built from the published protocol); the environment carries the app settings, PYTHON_SCRIPT_FILE_NAME
+among them.
 """
 
 from __future__ import annotations
@@ -61,9 +62,11 @@ async def index(protos, script_root: str) -> dict:
 
 
 def main() -> None:
-    protocol_dir, script_root = sys.argv[1], sys.argv[2]
-    sys.path.insert(0, protocol_dir)
-    import FunctionRpc_pb2 as protos
+    repository, script_root = sys.argv[1], sys.argv[2]
+    sys.path.append(repository)  # after the script root, which index() puts first
+    from local_functions_host.worker_protocol import load
+
+    protos = load()
 
     result = asyncio.run(index(protos, script_root))
     sys.stdout.write("WORKER-RESULT " + json.dumps(result) + "\n")

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fetches, from the Python package index, the Functions language worker protocol (FunctionRpc.proto and the
-# files it imports) in the compiled form that the azure-functions-runtime-v1 source distribution ships, for
-# the worker indexing tests in tests/deploy. Nothing of it is committed; the tests regenerate the Python
-# messages from it with grpcio-tools. Idempotent: does nothing when the pinned archive is already here.
+# files it imports) in the compiled form that the azure-functions-runtime-v1 source distribution ships. The
+# local Functions host builds its protocol messages from it (local_functions_host/worker_protocol.py).
+# Nothing of it is committed. Idempotent: does nothing when the pinned archive is already here.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"

@@ -21,6 +21,7 @@ import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 from localbus.embedded import RunningBroker, broker_process, running_broker
+from local_functions_host.binding_data import SINGLE_MESSAGE_NAMES
 from tests.local_host_apps.harness import HostProcess, copy_app
 
 LOCK_SECONDS = 4  # short, so that tests about locks are quick, but above the renewer's 1 s polling
@@ -206,8 +207,10 @@ def test_an_exception_abandons_so_the_broker_redelivers_then_dead_letters_and_th
     assert [a["delivery_count"] for a in attempts] == [1, 2, 3]
     assert len(records("process_session", f"{run}-bad", phase="raise")) == 3
     assert dead[0]["message_id"] == f"{run}-bad"
-    assert dead[0]["dead_letter_reason"] == "MaxDeliveryCountExceeded"
-    assert dead[0]["dead_letter_error_description"]
+    # As under the Functions host: the reason is not binding data, it is in the application properties.
+    assert dead[0]["dead_letter_reason"] is None
+    assert dead[0]["application_properties"]["DeadLetterReason"] == "MaxDeliveryCountExceeded"
+    assert dead[0]["application_properties"]["DeadLetterErrorDescription"]
     assert dead[0]["invocation_id"]
     # The session goes on, in order, once the poison message has left it.
     after = wait_until(lambda: records("process_session", f"{run}-next", phase="end"), what="the next message")
@@ -238,15 +241,18 @@ def test_the_function_gets_the_service_bus_message_the_worker_builds(
     assert uuid.UUID(row["lock_token"])
     enqueued = datetime.datetime.fromisoformat(row["enqueued_time_utc"])
     assert enqueued.tzinfo is not None and abs((enqueued - sent_at).total_seconds()) < 10
-    assert datetime.datetime.fromisoformat(row["locked_until"]) > enqueued
     assert row["application_properties"] == {
         "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "schemaVersion": 1, "flag": True,
     }
     assert row["user_properties"] == row["application_properties"]
     assert (row["subject"], row["reply_to"], row["to"]) == ("order", "replies", "someone")
-    assert row["time_to_live"] == 300
-    assert row["dead_letter_reason"] is None
-    assert {"MessageId", "SessionId", "DeliveryCount", "UserProperties", "sys"} <= set(row["metadata_keys"])
+    # The host's binding data and nothing more: no LockedUntil, TimeToLive, State, ... and no sys.
+    keys = set(row["metadata_keys"])
+    assert keys <= set(SINGLE_MESSAGE_NAMES), f"not sent by the Functions host: {keys - set(SINGLE_MESSAGE_NAMES)}"
+    assert {"MessageId", "SessionId", "DeliveryCount", "UserProperties", "ApplicationProperties", "LockToken",
+            "EnqueuedTimeUtc", "EnqueuedTime", "ExpiresAtUtc", "ExpiresAt", "SequenceNumber", "Subject", "Label",
+            "CorrelationId", "ContentType", "ReplyTo", "To"} <= keys
+    assert (row["locked_until"], row["time_to_live"], row["dead_letter_reason"]) == (None, None, None)
 
     logged = wait_until(lambda: [r for r in host.log_records() if r.get("messageId") == f"{run}-1"
                                  and r["logger"] == "sample_servicebus"], what="the function's log line")

@@ -1,18 +1,41 @@
-"""What a dead-lettered ``orders`` message means for its order (the dead-letter handler's decision)."""
+"""What a dead-lettered ``orders`` message means for its order (the dead-letter handler's decision).
+
+Messages are built as the Functions host delivers them: the host's binding data (the broker's reason in
+the application properties, no ``DeadLetterReason`` binding), decoded by the worker library's converter.
+"""
 
 import json
 import logging
 import uuid
 
-from azure.functions.servicebus import ServiceBusMessage
+from azure.functions import meta
+from azure.functions.servicebus import ServiceBusMessage, ServiceBusMessageInConverter
 
 from function_app.dead_letters import failed_order_command
 
 
 def dead_lettered(body: bytes, *, message_id: str, reason: str = "MaxDeliveryCountExceeded",
                   description: str | None = None) -> ServiceBusMessage:
-    return ServiceBusMessage(body=body, message_id=message_id, user_properties={}, application_properties={},
-                             dead_letter_reason=reason, dead_letter_error_description=description)
+    properties = {"DeadLetterReason": reason, **({"DeadLetterErrorDescription": description} if description else {})}
+    metadata = {
+        "MessageId": meta.Datum(message_id, "string"),
+        "DeliveryCount": meta.Datum("10", "json"),
+        "DeadLetterSource": meta.Datum("orders", "string"),
+        "SequenceNumber": meta.Datum("42", "json"),
+        "EnqueuedTimeUtc": meta.Datum('"2026-12-01T10:00:00.1234567Z"', "json"),
+        "ApplicationProperties": meta.Datum(json.dumps(properties), "json"),
+        "UserProperties": meta.Datum(json.dumps(properties), "json"),
+    }
+    message = ServiceBusMessageInConverter.decode(meta.Datum(body, "bytes"), trigger_metadata=metadata)
+    assert message.dead_letter_reason is None, "the host does not bind DeadLetterReason"
+    return message
+
+
+def test_a_host_that_binds_the_reason_fields_is_read_too():
+    message = ServiceBusMessage(body=b"{not json", message_id=str(uuid.uuid4()), user_properties={},
+                                application_properties={}, dead_letter_reason="TTLExpiredException")
+
+    assert "TTLExpiredException" in failed_order_command(message).reason
 
 
 def test_an_unreadable_order_fails_with_what_was_wrong_and_the_brokers_reason():

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+import typing
 from pathlib import Path
 
 import azure.functions as func
@@ -90,6 +91,6 @@ async def process_plain(msg: func.ServiceBusMessage) -> None:
 @app.service_bus_queue_trigger(
     arg_name="msgs", queue_name="%BATCH_QUEUE%", connection="ServiceBusConnection", cardinality="many"
 )
-def process_batch(msgs: list[func.ServiceBusMessage]) -> None:
+def process_batch(msgs: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006 - the worker refuses list[...]
     for msg in msgs:
         _record("process_batch", msg, "end", batch_size=len(msgs))
