@@ -1,8 +1,7 @@
 """The order database goes down while orders keep arriving: the stack on a private PostgreSQL server, which is
 stopped while orders are accepted and started again a few seconds later.
 
-Intake never touches SQL, so it keeps answering 202; processing meets the outage, backs off and gives the
-messages back, and once the server is back every accepted order ends Completed exactly once.
+Intake never touches SQL, so it keeps answering 202; processing meets the outage and retries with pauses, and once the server is back every accepted order ends Completed exactly once.
 """
 
 from __future__ import annotations
@@ -86,13 +85,79 @@ def test_orders_accepted_while_postgresql_is_down_complete_exactly_once_after_it
 
 
 def _retried_after_transient_failure(stack: LocalStack) -> set[str]:
-    """CorrelationIds the host logged as given back for a retry because SQL was unavailable."""
+    """CorrelationIds whose processing the host logged as retried because SQL was unavailable."""
     assert stack.host is not None
     retried = set()
     for line in stack.host.log_path.read_text(encoding="utf-8").splitlines():
         if not line.startswith("{"):
             continue
         record = json.loads(line)
-        if record.get("level") == "WARNING" and "retried" in record.get("message", ""):
+        if record.get("level") == "WARNING" and "transient failure" in record.get("message", ""):
             retried.add(record.get("correlationId"))
     return retried
+
+
+# An outage longer than functionTimeout, with every one of the host's 64 session slots busy: timings are
+# shortened through settings (functionTimeout 4 s, a 2.5 s retry budget per delivery, MaxDeliveryCount 10).
+LONG_OUTAGE_SECONDS = 10.0
+SESSIONS = 64
+ORDERS_PER_CUSTOMER = 3
+SHORT_TIMINGS = {
+    "AzureFunctionsJobHost__functionTimeout": "00:00:04",
+    "PROCESSING_RETRY_BUDGET_SECONDS": "2.5",
+    "PROCESSING_RETRY_BASE_SECONDS": "0.2",
+    "PROCESSING_RETRY_MAX_SECONDS": "1",
+}
+
+
+def test_an_outage_longer_than_function_timeout_with_64_busy_sessions_dead_letters_nothing_and_keeps_fifo(
+        tmp_path: Path, postgres_cluster: PostgresCluster) -> None:
+    """The worker's default thread pool (min(32, cores + 4) threads, PYTHON_THREADPOOL_THREAD_COUNT unset)
+    under 64 sessions that all meet the outage: no invocation times out, nothing is dead-lettered, every
+    order ends Completed, and each customer's orders get their OrderIds in the order they were accepted."""
+    url = postgres_cluster.create_database()
+    environ = {"SQL_URL": url, **SHORT_TIMINGS}
+    stack = LocalStack(tmp_path / "stack", StackPorts.free(websocket_instances=0), environ=environ)
+    database = OrdersDatabase(url)
+    try:
+        stack.start()
+        assert "PYTHON_THREADPOOL_THREAD_COUNT" not in stack.env
+        with httpx.Client(base_url=stack.api_url, timeout=30, auth=BackendAndOperatorAuth(stack.identity_url)) as api:
+            postgres_cluster.stop()
+            try:
+                outage_started = time.monotonic()
+                accepted: dict[str, list[str]] = {f"c-fifo-{n}": [] for n in range(SESSIONS)}
+                for _ in range(ORDERS_PER_CUSTOMER):
+                    for customer, ids in accepted.items():
+                        response = api.post("/orders", json=order_body(customer, ("SKU-3", 1)))
+                        assert response.status_code == 202, response.text
+                        ids.append(response.json()["correlationId"])
+                time.sleep(max(0.0, LONG_OUTAGE_SECONDS - (time.monotonic() - outage_started)))
+                outage = time.monotonic() - outage_started
+            finally:
+                postgres_cluster.start()
+            finals = {cid: wait_for_final_status(api, cid, timeout=120) for ids in accepted.values() for cid in ids}
+
+        assert outage > 2 * 4, "the outage outlasted functionTimeout twice over"
+        assert {final["status"] for final in finals.values()} == {"Completed"}, "an order was dead-lettered"
+        for customer, ids in accepted.items():
+            order_ids = [int(finals[cid]["orderId"]) for cid in ids]
+            assert order_ids == sorted(order_ids), f"{customer}'s orders were processed out of order: {order_ids}"
+        records = _host_records(stack)
+        assert not [r for r in records if "timed out" in r.get("message", "")], "an invocation hit functionTimeout"
+        assert not [r for r in records if r.get("logger") == "local_functions_host.results"
+                    and r.get("functionName") == "handle_dead_lettered_order"], "a message reached the dead letters"
+        retried = {r.get("correlationId") for r in records if "giving the message back" in r.get("message", "")}
+        assert retried, "no delivery spent its retry budget: the outage was too short to test redelivery"
+        assert int(database.scalar("SELECT count(*) FROM orders")) == SESSIONS * ORDERS_PER_CUSTOMER
+    finally:
+        database.close()
+        stack.stop()
+        if not postgres_cluster.running:
+            postgres_cluster.start()
+
+
+def _host_records(stack: LocalStack) -> list[dict]:
+    assert stack.host is not None
+    return [json.loads(line) for line in stack.host.log_path.read_text(encoding="utf-8").splitlines()
+            if line.startswith("{")]
