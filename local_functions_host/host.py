@@ -166,6 +166,7 @@ class FunctionsHost:
         self._stop_requested: asyncio.Event | None = None
         self._server: Any = None
         self.drained = True
+        self.exit_without_threads = False
         self.port: int | None = None
 
     def status(self) -> tuple[int, dict[str, Any]]:
@@ -249,6 +250,8 @@ class FunctionsHost:
         # Work still under way after the shutdown timeout (a blocked synchronous function, say) cannot
         # be cancelled; the process then exits without waiting for those threads.
         self.drained = self.invoker.busy == 0 and time.monotonic() - stopping_since < timeout
+        # Threads of invocations given up on earlier (functionTimeout) may still run: exit without joining them.
+        self.exit_without_threads = not self.drained or self.invoker.given_up > 0
         if not self.drained:
             log.warning("Invocations were still running at the shutdown timeout; exiting without them.")
         self.invoker.close()
@@ -293,6 +296,11 @@ class FunctionsHost:
                 "messages whose function succeeds are not settled and come back after their lock expires "
                 "(a failed one is abandoned, as the Functions host does)."
             )
+        workers = os.environ.get("FUNCTIONS_WORKER_PROCESS_COUNT", "").strip()
+        if workers and workers != "1":
+            log.warning(
+                "FUNCTIONS_WORKER_PROCESS_COUNT=%s: the local host runs one worker, in its own process; scale "
+                "out with more host processes (replicas in Kubernetes) instead.", workers)
         for spec in self.prepared.skipped:
             log.warning("Function %s has a %s trigger, which the local host does not run.", spec.name, spec.trigger_type)
 
@@ -338,7 +346,7 @@ def run_host(options: HostOptions) -> int:
     except HostConfigurationError as exc:
         _report(exc)
         return 2
-    if not host.drained:
+    if host.exit_without_threads:
         # Closing the loop (and interpreter exit) would join the threads still running functions.
         logging.shutdown()
         sys.stdout.flush()

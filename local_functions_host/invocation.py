@@ -38,6 +38,8 @@ class Invoker:
         self.worker = worker
         self.function_timeout = function_timeout
         self._running = 0
+        self.given_up = 0
+        """Invocations the host stopped waiting for (timed out, killed by a restart, cut by a shutdown)."""
         # The invocations of the current worker, each with the future that fails it on a restart.
         self._in_worker: dict[str, asyncio.Future[None]] = {}
 
@@ -84,7 +86,10 @@ class Invoker:
         except BaseException as exc:
             if not call.done():
                 # Cancelled (shutdown), timed out or killed: nobody waits for the worker's answer any more.
+                # An async function is cancelled with it; a synchronous one's thread runs to its end.
+                self.given_up += 1
                 call.add_done_callback(_discard)
+                call.cancel()
             elapsed = (time.perf_counter() - started) * 1000
             results_log.error(
                 "Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms)%s",

@@ -6,8 +6,8 @@ available session (NEXT_AVAILABLE), handing its messages to the function one at 
 without messages. Other entities: one receiver and up to ``maxConcurrentCalls`` invocations at once.
 With ``autoCompleteMessages`` a message is completed when the function returns; when it fails it is
 abandoned, with or without ``autoCompleteMessages`` (as the Functions host does); after MaxDeliveryCount
-the broker dead-letters it. Locks (of messages, or of the session) are
-renewed up to ``maxAutoLockRenewalDuration`` while the function runs.
+the broker dead-letters it. Locks are renewed up to ``maxAutoLockRenewalDuration``: a message's while
+its invocation runs, a session's while the session is held.
 
 The listener never gives up: when the broker is unreachable it retries with backoff, and it logs one
 line per change of state rather than one per failed attempt.
@@ -16,9 +16,11 @@ line per change of state rather than one per failed attempt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
 import enum
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusReceivedMessage, ServiceBusSubQueue
@@ -136,10 +138,10 @@ class ServiceBusListener:
 
     def _receiver(self, *, session: bool) -> Any:
         kwargs: dict[str, Any] = {"prefetch_count": self.options.prefetch_count}
-        if self._renewer is not None and not session:
-            # Session locks are registered by hand once a session is really held: handed to the
-            # receiver, the renewer would also try to register the empty attach of a timed-out wait.
-            kwargs["auto_lock_renewer"] = self._renewer
+        # Message locks are renewed only while their invocation runs (_renewing_lock), as the host's
+        # processor does: a message a function leaves unsettled comes back when its lock expires. Session
+        # locks are registered with the renewer by hand once a session is really held: handed to the
+        # receiver, the renewer would also try to register the empty attach of a timed-out wait.
         if session:
             kwargs["session_id"] = NEXT_AVAILABLE_SESSION
             kwargs["max_wait_time"] = self.options.try_timeout
@@ -321,7 +323,9 @@ class ServiceBusListener:
                              or properties.get(b"Diagnostic-Id") or properties.get("Diagnostic-Id") or "")
         binding = protos.ParameterBinding(name=self.spec.trigger_param, data=data)
         try:
-            await self._invoker.invoke(self.spec, [binding], metadata, trace_parent=trace_parent, log_fields=fields)
+            async with self._renewing_lock(receiver, [message]):
+                await self._invoker.invoke(self.spec, [binding], metadata, trace_parent=trace_parent,
+                                           log_fields=fields)
         except Exception:
             # The invoker logged the failure. The host abandons an unsettled message on a failure whatever
             # autoCompleteMessages says; the broker counts the delivery and redelivers.
@@ -337,7 +341,8 @@ class ServiceBusListener:
         try:
             data, metadata = message_batch(messages, protos)
             binding = protos.ParameterBinding(name=self.spec.trigger_param, data=data)
-            await self._invoker.invoke(self.spec, [binding], metadata, log_fields=fields)
+            async with self._renewing_lock(receiver, messages):
+                await self._invoker.invoke(self.spec, [binding], metadata, log_fields=fields)
         except Exception:
             for message in messages:
                 await self._settle(receiver.abandon_message, message, "abandon", fields)
@@ -345,6 +350,39 @@ class ServiceBusListener:
         if self.options.auto_complete_messages:
             for message in messages:
                 await self._settle(receiver.complete_message, message, "complete", fields)
+
+    @contextlib.asynccontextmanager
+    async def _renewing_lock(self, receiver: Any, messages: list[ServiceBusReceivedMessage]) -> AsyncIterator[None]:
+        """Renew the messages' locks while the invocation runs, up to ``maxAutoLockRenewalDuration``.
+
+        A session's messages need nothing: the session lock, renewed while the session is held, covers them.
+        """
+        renewal = self.options.max_auto_lock_renewal_duration
+        if self.trigger.sessions or renewal == 0:
+            yield
+            return
+        task = asyncio.create_task(self._renew_locks(receiver, messages, renewal))
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    async def _renew_locks(self, receiver: Any, messages: list[ServiceBusReceivedMessage],
+                           renewal: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        stop_at = None if renewal is None else loop.time() + renewal
+        while stop_at is None or loop.time() < stop_at:
+            locked_until = min((m.locked_until_utc for m in messages if m.locked_until_utc), default=None)
+            left = 0.0 if locked_until is None else (locked_until - datetime.datetime.now(datetime.UTC)).total_seconds()
+            # Renew halfway through what is left of the lock (at least every half second, at most every 10 s).
+            await asyncio.sleep(min(10.0, max(0.5, left / 2)))
+            for message in messages:
+                try:
+                    await receiver.renew_message_lock(message)
+                except Exception as exc:
+                    await self._lock_renewal_failed(message, exc)
+                    return
+        await self._lock_renewal_failed(messages[0], None)
 
     async def _settle(
         self,
