@@ -7,6 +7,8 @@ Measured in one run, on the whole system started as real processes (broker, Redi
   same server stack (uvicorn on uvloop with httptools, configured as the local host configures it);
 - processing: the orders intake accepted, still queued, processed by one host process running only the Service
   Bus functions; orders/s from the first to the last order written (SQL timestamps);
+- invocation cost: CPU per invocation of no-op functions through the worker library, next to the function
+  alone and to the host's former own conversion (bench/invocation_cost.py);
 - accepted→Completed latency at fixed offered rates (``--rates``), spread over ``--customers`` customers, sent
   open-loop by a separate process against one host running all functions.
 
@@ -248,6 +250,18 @@ class Report:
     latency: list[LatencyResult] = field(default_factory=list)
     # CPU of validating one bearer token seen for the first time, and one presented again (remembered)
     validation_cpu_us: tuple[float, float] | None = None
+    # (path, median µs of CPU per invocation, spread over the rounds), from bench/invocation_cost.py
+    invocation_us: list[tuple[str, float, float]] = field(default_factory=list)
+
+
+def measure_invocation_cost(messages: int) -> list[tuple[str, float, float]]:
+    """bench/invocation_cost.py in a child process (the worker library keeps global state)."""
+    note(f"invocation cost: {messages:,} messages per path, 5 rounds ...")
+    result = subprocess.run([sys.executable, "-m", "bench.pipeline_bench", "--invocation-costs", str(messages)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise RuntimeError(f"the invocation cost phase failed:\n{result.stderr[-3000:]}")
+    return [tuple(row) for row in json.loads(result.stdout.splitlines()[-1])]
 
 
 def run_wrk(port: int, seconds: float, connections: int, customers: int, server_pid: int, name: str,
@@ -567,6 +581,13 @@ def render(report: Report, options: argparse.Namespace, started_load: str) -> st
             share = cost / host.server_cpu_us
             rows.append([f"validation alone: {name}", f"{cost:.0f}", f"{share:.1%}", _mark(share <= 0.10)])
         table(["intake CPU per order", "µs", "share of intake CPU", "target ≤10%"], rows)
+    if report.invocation_us:
+        floor = report.invocation_us[0][1]
+        rows = [[name, f"{cost:.1f}", f"±{spread / 2:.1f}", "1.00×" if index == 0 else f"{cost / floor:,.0f}×"]
+                for index, (name, cost, spread) in enumerate(report.invocation_us)]
+        lines.append("Invocation cost per message, no-op functions, CPU of one process (bench/invocation_cost.py); "
+                     "the ratio is to the first row, measured in the same run:")
+        table(["path", "µs per invocation", "spread", "ratio"], rows)
     if report.processing:
         p = report.processing
         table(["processing (SQLite, one host)", "orders", "orders/s", "host CPU µs/order", "broker CPU µs/order",
@@ -615,8 +636,8 @@ def main() -> int:
     parser.add_argument("--service-bus", action="append", default=[], type=_setting, metavar="NAME=VALUE",
                         help="override a host.json extensions.serviceBus setting for the host, e.g. "
                         "maxConcurrentSessions=64 (repeatable; default: host.json as it is)")
-    parser.add_argument("--only", default="intake,processing,latency",
-                        help="phases to run, comma-separated (default: all three)")
+    parser.add_argument("--only", default="intake,invocation,processing,latency",
+                        help="phases to run, comma-separated (default: all four)")
     parser.add_argument("--processing-orders", type=int,
                         help="orders queued for the processing phase (default 10000, quick 3000)")
     parser.add_argument("--keep-data", action="store_true", help="keep the run's folder (logs, SQLite, broker store)")
@@ -625,7 +646,14 @@ def main() -> int:
     parser.add_argument("--send-at-rate", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
+    parser.add_argument("--invocation-costs", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args()
+
+    if options.invocation_costs:
+        from bench.invocation_cost import measure
+
+        print(json.dumps([(c.name, c.microseconds, c.spread) for c in measure(options.invocation_costs)]))
+        return 0
 
     if options.serve_baseline:
         serve_baseline(options.serve_baseline)
@@ -660,6 +688,8 @@ def main() -> int:
                 report.intake.append(bench.intake(script))
                 note("intake: CPU of token validation alone ...")
                 report.validation_cpu_us = bench.token_validation()
+        if "invocation" in phases:
+            report.invocation_us = measure_invocation_cost(1000 if options.quick else 3000)
         if phases & {"processing", "latency"}:
             # A stack of its own: the intake phase leaves far more orders queued than this phase needs.
             with running(Bench(options, data_dir / "processing")) as bench:

@@ -32,20 +32,21 @@ class WorkerRestarted(InvocationFailed):
 
 
 class Invoker:
-    """Sends invocations to the worker and keeps count of the ones whose code is still running."""
+    """Sends invocations to the worker and keeps count of the ones under way."""
 
     def __init__(self, worker: InProcessWorker, function_timeout: float | None = None) -> None:
         self.worker = worker
         self.function_timeout = function_timeout
         self._running = 0
         self.given_up = 0
-        """Invocations the host stopped waiting for (timed out, killed by a restart, cut by a shutdown)."""
-        # The invocations of the current worker, each with the future that fails it on a restart.
-        self._in_worker: dict[str, asyncio.Future[None]] = {}
+        """Invocations the host stopped waiting for (timed out, ended by a restart, cut by a shutdown)."""
+        # The task of each invocation under way in the current worker, and those a restart ended.
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._ended_by_restart: dict[str, str] = {}
 
     @property
     def busy(self) -> int:
-        """Invocations whose code has not returned yet (including those a restart gave up on)."""
+        """Invocations under way."""
         return self._running
 
     async def invoke(
@@ -57,39 +58,40 @@ class Invoker:
         trace_parent: str = "",
         log_fields: Mapping[str, Any] | None = None,
     ) -> Any:
-        """The worker's ``InvocationResponse``; raises :class:`InvocationFailed` (or a subclass) on failure."""
+        """The worker's ``InvocationResponse``; raises :class:`InvocationFailed` (or a subclass) on failure.
+
+        The worker's request runs in the caller's task, under ``functionTimeout``. Ending an invocation
+        (timeout, restart, shutdown) cancels that task: an async function is cancelled with it, and a
+        synchronous one's thread runs to its end while nobody waits for it any more.
+        """
         invocation_id = str(uuid.uuid4())
         fields = {"functionName": spec.name, "invocationId": invocation_id, **(log_fields or {})}
         token = invocation_fields.set(fields)
         fields_by_invocation[invocation_id] = fields
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        killed: asyncio.Future[None] = loop.create_future()
-        self._in_worker[invocation_id] = killed
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks[invocation_id] = task
         self._running += 1
-        call = asyncio.ensure_future(self.worker.invoke(
-            spec.function_id, invocation_id, input_data, trigger_metadata or {}, trace_parent=trace_parent))
-        call.add_done_callback(lambda _: self._returned(invocation_id))
         try:
-            done, _ = await asyncio.wait({call, killed}, timeout=self.function_timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if call in done:
-                response = call.result()
-            elif killed in done:
-                killed.result()
-                raise AssertionError("unreachable")  # pragma: no cover - killed only ever fails
-            else:
+            try:
+                async with asyncio.timeout(self.function_timeout):
+                    response = await self.worker.invoke(spec.function_id, invocation_id, input_data,
+                                                        trigger_metadata or {}, trace_parent=trace_parent)
+            except TimeoutError:
+                self.given_up += 1
                 self._restart_worker(spec, invocation_id)
                 raise FunctionTimedOut(
                     f"Timeout value of {_duration(self.function_timeout)} exceeded by function "
-                    f"'Functions.{spec.name}' (Id: '{invocation_id}'). Initiating cancellation.")
-        except BaseException as exc:
-            if not call.done():
-                # Cancelled (shutdown), timed out or killed: nobody waits for the worker's answer any more.
-                # An async function is cancelled with it; a synchronous one's thread runs to its end.
+                    f"'Functions.{spec.name}' (Id: '{invocation_id}'). Initiating cancellation.") from None
+            except asyncio.CancelledError:
                 self.given_up += 1
-                call.add_done_callback(_discard)
-                call.cancel()
+                reason = self._ended_by_restart.pop(invocation_id, None)
+                if reason is None:
+                    raise  # a shutdown: the caller leaves the message to its lock
+                task.uncancel()
+                raise WorkerRestarted(reason) from None
+        except BaseException as exc:
             elapsed = (time.perf_counter() - started) * 1000
             results_log.error(
                 "Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms)%s",
@@ -107,34 +109,26 @@ class Invoker:
                 )
             return response
         finally:
-            self._in_worker.pop(invocation_id, None)
+            self._running -= 1
+            self._tasks.pop(invocation_id, None)
+            fields_by_invocation.pop(invocation_id, None)
             invocation_fields.reset(token)
 
-    def _returned(self, invocation_id: str) -> None:
-        self._running -= 1
-        fields_by_invocation.pop(invocation_id, None)
-
     def _restart_worker(self, spec: FunctionSpec, invocation_id: str) -> None:
-        others = [(other, future) for other, future in self._in_worker.items() if other != invocation_id]
+        others = [(other, task) for other, task in self._tasks.items() if other != invocation_id]
         log.error(
             "Function %s timed out (functionTimeout %s); restarting the worker: %d other invocation(s) in it "
             "fail too.", spec.name, _duration(self.function_timeout), len(others),
             extra={"functionName": spec.name, "invocationId": invocation_id},
         )
-        self._in_worker = {invocation_id: self._in_worker[invocation_id]}
-        for other, future in others:
-            if not future.done():
-                future.set_exception(WorkerRestarted(
-                    f"Invocation {other} ended: the worker was restarted after 'Functions.{spec.name}' timed out."))
+        for other, task in others:
+            self._ended_by_restart[other] = (
+                f"Invocation {other} ended: the worker was restarted after 'Functions.{spec.name}' timed out.")
+            task.cancel()
         self.worker.restart()
 
     def close(self) -> None:
         self.worker.close()
-
-
-def _discard(call: asyncio.Future[Any]) -> None:
-    if not call.cancelled():
-        call.exception()  # retrieved, so asyncio does not report it as never retrieved
 
 
 def _duration(seconds: float | None) -> str:

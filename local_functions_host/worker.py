@@ -14,8 +14,8 @@ invocation's thread on ``functionTimeout`` (see :meth:`InProcessWorker.restart`)
 
 from __future__ import annotations
 
+import itertools
 import logging
-import uuid
 from collections.abc import Coroutine, Iterable, Mapping
 from pathlib import Path
 from types import SimpleNamespace
@@ -57,9 +57,10 @@ class InProcessWorker:
         self._library = azure_functions_runtime
         self._properties = {"protos": self.protos, "host": "127.0.0.1"}
         self.restarts = 0
+        self._request_ids = itertools.count(1)
 
     def _request(self, **content: Any) -> SimpleNamespace:
-        message = self.protos.StreamingMessage(request_id=uuid.uuid4().hex, **content)
+        message = self.protos.StreamingMessage(request_id=str(next(self._request_ids)), **content)
         return SimpleNamespace(request=message, properties=self._properties)
 
     def index(self, script_root: Path) -> list[Any]:

@@ -54,6 +54,21 @@ def test_session_settings_keep_orders_fifo_per_customer(host: dict) -> None:
     assert 0 < seconds(service_bus["sessionIdleTimeout"]) <= 60
 
 
+def test_a_delivery_gives_up_retrying_well_inside_function_timeout_and_the_lock_renewal(host: dict,
+                                                                                        sample: dict) -> None:
+    """The processing triggers retry transient failures for a budget, then the message goes back to the
+    broker: the budget plus one longest pause must end before functionTimeout fails the invocation (and
+    restarts the worker) and before the lock renewal stops."""
+    from function_app.retries import BASE_SETTING, BUDGET_SETTING, MAX_SETTING, RetryPolicy
+
+    values = sample["Values"]
+    policy = RetryPolicy(float(values[BUDGET_SETTING]), float(values[BASE_SETTING]), float(values[MAX_SETTING]))
+    assert policy == RetryPolicy(), "the sample shows the defaults"
+    longest = policy.budget_seconds + policy.max_seconds
+    assert longest <= 0.9 * seconds(host["functionTimeout"])
+    assert longest <= 0.9 * seconds(host["extensions"]["serviceBus"]["maxAutoLockRenewalDuration"])
+
+
 def test_local_host_reads_host_json_as_written(host: dict) -> None:
     """The local Functions host honours the same keys (a misspelt key would silently keep its default)."""
     from local_functions_host.host_config import load_host_config
@@ -67,6 +82,7 @@ def test_local_host_reads_host_json_as_written(host: dict) -> None:
     assert config.service_bus.max_auto_lock_renewal_duration == seconds(service_bus["maxAutoLockRenewalDuration"])
     assert config.service_bus.session_idle_timeout == seconds(service_bus["sessionIdleTimeout"])
     assert config.service_bus.prefetch_count == service_bus["prefetchCount"]
+    assert config.function_timeout == seconds(host["functionTimeout"])
 
 
 def _contract_settings() -> set[str]:

@@ -23,10 +23,11 @@ from tests.local_host_apps.harness import HostProcess, copy_app
 LOCK_SECONDS = 4
 QUEUES = {"queues": [
     {"name": name, "maxDeliveryCount": 3, "lockDuration": f"PT{LOCK_SECONDS}S"}
-    for name in ("timeout-plain", "manual-plain", "k8s-plain", "timeout-batch", "manual-batch", "k8s-batch")
+    for name in ("timeout-plain", "manual-plain", "k8s-plain", "timeout-batch", "manual-batch", "k8s-batch",
+                 "prefetch-0-plain", "prefetch-0-batch", "prefetch-10-plain", "prefetch-10-batch")
 ] + [
     {"name": name, "requiresSession": True, "maxDeliveryCount": 3, "lockDuration": f"PT{LOCK_SECONDS}S"}
-    for name in ("timeout-work", "manual-work", "k8s-work")
+    for name in ("timeout-work", "manual-work", "k8s-work", "prefetch-0-work", "prefetch-10-work")
 ]}
 
 
@@ -171,3 +172,25 @@ def test_more_than_one_worker_process_is_reported_as_not_applied(tmp_path: Path)
         warnings = [r["message"] for r in host.log_records() if r["level"] == "WARNING"]
 
     assert any("FUNCTIONS_WORKER_PROCESS_COUNT=4" in m and "one worker" in m for m in warnings)
+
+
+@pytest.mark.parametrize(("prefetch", "locked"), [(0, 1), (10, 5)])
+def test_prefetched_messages_are_locked_ahead_of_their_invocation(
+        tmp_path: Path, broker: RunningBroker, prefetch: int, locked: int) -> None:
+    """prefetchCount: the receiver takes (and the broker locks) that many messages ahead of the function,
+    as the SDK's processor does; with 0 only the message being handled is locked."""
+    run = uuid.uuid4().hex[:8]
+    queue = f"prefetch-{prefetch}"
+    host, records = servicebus_host(
+        tmp_path, broker, f"prefetch-{prefetch}",
+        AzureFunctionsJobHost__extensions__serviceBus__prefetchCount=str(prefetch),
+        AzureFunctionsJobHost__extensions__serviceBus__maxConcurrentCalls="1")
+    with host:
+        send(broker, f"{queue}-plain", *((f"{run}-{n}", {"action": "sleep", "seconds": 3}) for n in range(5)))
+        wait_until(lambda: read(records, "process_plain", run), what="the first invocation")
+        time.sleep(0.5)
+        stats = broker.stats()[f"{queue}-plain"]
+        started = [r for r in read(records, "process_plain", run) if r["phase"] == "start"]
+
+    assert len(started) == 1, "one invocation at a time"
+    assert stats["locked"] == locked, stats
