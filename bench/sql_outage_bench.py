@@ -2,7 +2,7 @@
 
 The whole system runs as real processes on a private PostgreSQL server (stopped for good at the start of
 the run) with 64 customers' orders in flight, and shortened retry budgets (``PROCESSING_RETRY_BUDGET_SECONDS``)
-under a ``functionTimeout`` scaled alike. Measured per budget: the time from the outage's start to the
+under a ``functionTimeout`` scaled alike, the pauses in the production settings' proportions. Measured per budget: the time from the outage's start to the
 first message in the dead-letter queue. The ride-out is then ``MaxDeliveryCount`` deliveries of one budget
 each, so the production figure (240 s budget, MaxDeliveryCount 10) follows from the measured ratio.
 
@@ -46,8 +46,9 @@ def first_dead_letter_after(budget: float, data_dir: Path) -> tuple[float, int]:
             "SQL_URL": url,
             "AzureFunctionsJobHost__functionTimeout": f"00:{timeout // 60:02d}:{timeout % 60:02d}",
             "PROCESSING_RETRY_BUDGET_SECONDS": str(budget),
-            "PROCESSING_RETRY_BASE_SECONDS": str(budget / 20),
-            "PROCESSING_RETRY_MAX_SECONDS": str(budget / 4),
+            # The production settings' proportions (2 s and 30 s of 240 s), so the ratio carries over.
+            "PROCESSING_RETRY_BASE_SECONDS": str(budget * 2 / PRODUCTION_BUDGET),
+            "PROCESSING_RETRY_MAX_SECONDS": str(budget * 30 / PRODUCTION_BUDGET),
         }
         stack = LocalStack(data_dir, StackPorts.free(websocket_instances=0), environ=environ)
         stack.start()
