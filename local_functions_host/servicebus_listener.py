@@ -32,7 +32,7 @@ from .connections import ServiceBusConnection
 from .host_config import ServiceBusOptions
 from .invocation import Invoker
 from .loader import FunctionSpec
-from .binding_data import message_batch, single_message
+from .binding_data import message_batch, single_message, trace_parent
 
 log = logging.getLogger("local_functions_host.servicebus")
 
@@ -318,13 +318,10 @@ class ServiceBusListener:
             )
             await self._settle(receiver.abandon_message, message, "abandon", fields)
             return
-        properties = message.application_properties or {}
-        trace_parent = _text(properties.get(b"traceparent") or properties.get("traceparent")
-                             or properties.get(b"Diagnostic-Id") or properties.get("Diagnostic-Id") or "")
         binding = protos.ParameterBinding(name=self.spec.trigger_param, data=data)
         try:
             async with self._renewing_lock(receiver, [message]):
-                await self._invoker.invoke(self.spec, [binding], metadata, trace_parent=trace_parent,
+                await self._invoker.invoke(self.spec, [binding], metadata, trace_parent=trace_parent(message),
                                            log_fields=fields)
         except Exception:
             # The invoker logged the failure. The host abandons an unsettled message on a failure whatever
@@ -441,10 +438,6 @@ class ServiceBusListener:
 
     def _set_state(self, state: ListenerState) -> None:
         self.state = state
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 async def _quietly(awaitable: Awaitable[Any]) -> None:
