@@ -52,8 +52,9 @@ class Services:
                                     "internalUrl": self.settings.advertised_internal_url})
 
     async def _refresh_registrations(self) -> None:
-        """Every third of the TTL, and at once when Redis came back empty (its epoch changed), or after a
-        refresh failed: the registry must know who holds which socket again before events go missing."""
+        """Every third of the TTL, and at once when Redis came back empty (its epoch changed), after a refresh
+        failed, or after a subscribe could not register its order: the registry must know who holds which
+        socket again before events go missing."""
         interval = self.settings.registry_ttl_seconds / 3
         known_epoch: float | None = None
         due = time.monotonic() + interval
@@ -68,7 +69,7 @@ class Services:
             came_back_empty = known_epoch is not None and epoch != known_epoch
             if came_back_empty:
                 log.warning("the registry came back empty; registering every followed order again")
-            if pending or came_back_empty or time.monotonic() >= due:
+            if pending or came_back_empty or self.notifier.registration_failed or time.monotonic() >= due:
                 pending = not await self.notifier.refresh_registrations()
                 due = time.monotonic() + interval
             known_epoch = epoch

@@ -68,6 +68,8 @@ class StatusNotifier:
         self._local: dict[str, set[Subscriber]] = {}
         self._orphans: set[str] = set()
         self._flusher: asyncio.Task[None] | None = None
+        self.registration_failed = False
+        """A subscribe could not register its order; the refresh loop registers everything again."""
 
     @property
     def followed(self) -> list[str]:
@@ -87,8 +89,8 @@ class StatusNotifier:
             return
         holders = self._local.setdefault(correlation_id, set())
         holders.add(subscriber)
-        if len(holders) == 1:
-            await self._registry.register([correlation_id])
+        if len(holders) == 1 and not await self._registry.register([correlation_id]):
+            self.registration_failed = True
         try:
             current = await self._reader.current(correlation_id)
         except StatusUnavailable as exc:
@@ -193,6 +195,7 @@ class StatusNotifier:
 
         In chunks: one pipeline for tens of thousands of ids would hold the event loop for a long time.
         """
+        self.registration_failed = False  # a failure from here on sets it again
         ids = self.followed
         for start in range(0, len(ids), chunk):
             if not await self._registry.register(ids[start:start + chunk]):

@@ -519,3 +519,28 @@ async def test_an_event_right_after_redis_came_back_empty_still_reaches_the_open
             frame = await next_frame(ws, timeout=15)
             assert (frame["status"], frame["orderId"]) == ("Completed", 21)
         assert "the registry came back empty" in b.logs()
+
+
+async def test_a_subscribe_whose_registration_failed_is_registered_once_redis_answers(
+        launch, status_api, queue) -> None:
+    """Redis is down when the client subscribes, so registering the socket's holder fails. The registry's
+    TTL is long (its periodic refresh would come far too late): the registration is retried as soon as
+    Redis answers, and then the event reaches the socket."""
+    with running_redis() as registry_redis:
+        launch("a", redis_url=registry_redis.url, WS_REGISTRY_TTL_SECONDS="120")  # takes the events
+        b = launch("b", consume=False, redis_url=registry_redis.url, WS_REGISTRY_TTL_SECONDS="120")
+        followed = new_id()
+        status_api.set(followed, "Accepted")
+        registry_redis.stop()
+        async with await follow(b, followed) as ws:
+            assert (await next_frame(ws))["status"] == "Accepted"  # the status read does not need Redis
+            registry_redis.start()
+            registry = redis.Redis.from_url(registry_redis.url)
+            deadline = time.monotonic() + 10
+            while not registry.exists(f"{launch.prefix}{followed}"):
+                assert time.monotonic() < deadline, f"the failed registration was never retried:\n{b.logs()[-3000:]}"
+                await asyncio.sleep(0.1)
+            registry.close()
+            publish(queue, followed, "Completed", orderId=5)
+            frame = await next_frame(ws, timeout=10)
+            assert (frame["status"], frame["orderId"]) == ("Completed", 5)
