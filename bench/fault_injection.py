@@ -8,8 +8,9 @@ acceptance-unknown is retried with the key the answer hands over, as docs/contra
 orders are followed over a WebSocket that reconnects, to any instance, whenever its socket closes.
 
 Every ``--interval`` seconds one component is killed with SIGKILL and started again two seconds later, in
-turn: the Functions host, the broker, each WebSocket instance, Redis; then the host is restarted
-gracefully. When the load ends, every accepted order is awaited and the invariants are checked:
+turn: the Functions host, the broker, each WebSocket instance, Redis, and with ``--store postgres`` the
+PostgreSQL server holding the orders (SQLite, the default, is a file inside the host's process); then the
+host is restarted gracefully. When the load ends, every accepted order is awaited and the invariants are checked:
 
 - every order answered 202 reaches a terminal status;
 - one row per accepted correlationId, and no row the client was not told about except where a plain
@@ -20,15 +21,19 @@ gracefully. When the load ends, every accepted order is awaited and the invarian
 - no order is Failed because of a fault.
 
     .venv/bin/python -m bench.fault_injection                      # 10 minutes at 100 orders/s, a fault every 15 s
-    .venv/bin/python -m bench.fault_injection --seconds 40 --rate 30 --interval 6   # the short run CI makes
+    .venv/bin/python -m bench.fault_injection --store postgres    # the same with PostgreSQL as the store
+    .venv/bin/python -m bench.fault_injection --store postgres --seconds 50 --rate 20 --interval 4   # CI's short run
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import random
+import subprocess
 import sys
 import tempfile
 import threading
@@ -158,10 +163,27 @@ async def follow_latest(books: Books, ws_urls: list[str], until: float, client: 
     await follow(books, cid, token, ws_urls, until)
 
 
-def inject_faults(stack, books: Books, options: argparse.Namespace, stop: threading.Event) -> None:
+def kill_postgres(cluster) -> None:
+    """SIGKILL the postmaster (its backends notice and exit), then start the server again: crash recovery."""
     import signal
 
-    faults = ["host", "broker", *[f"ws-{i}" for i in range(len(stack.websockets))], "redis", "host-graceful"]
+    pid = int((cluster.datadir / "postmaster.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(2)
+    for attempt in range(20):
+        try:
+            cluster.start()
+            return
+        except subprocess.CalledProcessError:  # backends of the killed server still hold its shared memory
+            time.sleep(0.5)
+    cluster.start()
+
+
+def inject_faults(stack, books: Books, options: argparse.Namespace, stop: threading.Event, cluster=None) -> None:
+    import signal
+
+    faults = ["host", "broker", *[f"ws-{i}" for i in range(len(stack.websockets))], "redis",
+              *(["postgres"] if cluster is not None else []), "host-graceful"]
     turn = 0
     while not stop.wait(options.interval):
         fault = faults[turn % len(faults)]
@@ -189,10 +211,12 @@ def inject_faults(stack, books: Books, options: argparse.Namespace, stop: thread
             stack.redis.process.wait()
             time.sleep(2)
             stack.redis.start()
+        elif fault == "postgres":
+            kill_postgres(cluster)
 
 
-def check(stack, books: Books, stock_before: dict[str, int]) -> list[tuple[str, bool, str]]:
-    from local_servers.orders_api import BackendAndOperatorAuth, OrdersDatabase
+def check(stack, books: Books, stock_before: dict[str, int], database) -> list[tuple[str, bool, str]]:
+    from local_servers.orders_api import BackendAndOperatorAuth
 
     results = []
     finals: dict[str, str] = {}
@@ -214,7 +238,6 @@ def check(stack, books: Books, stock_before: dict[str, int]) -> list[tuple[str, 
                 time.sleep(1)
     results.append(("every 202 reaches a terminal status", not pending,
                     f"{len(finals):,} of {len(books.accepted):,} terminal"))
-    database = OrdersDatabase.sqlite(stack.data_dir / "orders.db")
     try:
         with database.engine.connect() as connection:
             rows = Counter(row[0] for row in connection.exec_driver_sql("SELECT correlation_id FROM orders"))
@@ -255,23 +278,38 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=50)
     parser.add_argument("--interval", type=float, default=15)
     parser.add_argument("--follow-every", type=int, default=10, help="follow every n-th order over a WebSocket")
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite",
+                        help="the orders' SQL store: SQLite (default) or a private PostgreSQL server, then killed too")
     options = parser.parse_args()
+    with contextlib.ExitStack() as resources:
+        cluster = None
+        if options.store == "postgres":
+            from local_servers.postgres_cluster import running_postgres
 
+            note("starting a private PostgreSQL server for the orders")
+            cluster = resources.enter_context(running_postgres())
+        return run_suite(options, cluster)
+
+
+def run_suite(options: argparse.Namespace, cluster) -> int:
     from local_servers.orders_api import OrdersDatabase
     from local_stack.stack import LocalStack, StackPorts
 
     data_dir = Path(tempfile.mkdtemp(prefix="fault-injection-"))
-    stack = LocalStack(data_dir, StackPorts.free(websocket_instances=2), environ={
-        "CUSTOMER_MAX_ORDERS_PER_MINUTE": "1000000", "CUSTOMER_MAX_ORDERS_IN_FLIGHT": "1000000"})
+    environ = {"CUSTOMER_MAX_ORDERS_PER_MINUTE": "1000000", "CUSTOMER_MAX_ORDERS_IN_FLIGHT": "1000000"}
+    if cluster is not None:
+        environ["SQL_URL"] = cluster.create_database()
+    stack = LocalStack(data_dir, StackPorts.free(websocket_instances=2), environ=environ)
     note(f"{machine()}; load average {load_average()}; starting the system in {data_dir}")
-    stack.start()
+    stack.start()  # migrates and seeds the store
     books = Books()
+    database = OrdersDatabase(environ["SQL_URL"]) if cluster is not None else OrdersDatabase.sqlite(
+        data_dir / "orders.db")
     try:
-        database = OrdersDatabase.sqlite(data_dir / "orders.db")
         with database.engine.begin() as connection:  # enough stock that no order is rejected for want of it
             connection.exec_driver_sql("UPDATE products SET stock = 1000000")
         stock_before = {sku: database.stock(sku) for sku in SKUS}
-        database.close()
+        database.engine.dispose()  # no pooled connection of the checker's outlives a killed server
         stop = threading.Event()
         note(f"load: {options.rate:.0f} orders/s over {options.customers} customers for {options.seconds:.0f}s, "
              f"a fault every {options.interval:.0f}s")
@@ -292,15 +330,16 @@ def main() -> int:
         # restarts die with the thread that started them (PR_SET_PDEATHSIG is per thread).
         load = threading.Thread(target=lambda: asyncio.run(run()), daemon=True, name="load")
         load.start()
-        inject_faults(stack, books, options, stop)
+        inject_faults(stack, books, options, stop, cluster)
         load.join()
         if failures:
             raise failures[0]
         note("load over; waiting for every accepted order and checking")
-        results = check(stack, books, stock_before)
+        results = check(stack, books, stock_before, database)
     finally:
+        database.close()
         stack.stop()
-    print(f"\nmachine: {machine()}; {options.seconds:.0f}s at {options.rate:.0f} orders/s, faults: "
+    print(f"\nmachine: {machine()}; store: {options.store}; {options.seconds:.0f}s at {options.rate:.0f} orders/s, faults: "
           f"{', '.join(books.faults) or 'none'}")
     for name, held, detail in results:
         print(f"{'HELD  ' if held else 'BROKEN'} {name}: {detail}")
