@@ -1,4 +1,7 @@
-"""Runs ``python -m local_functions_host`` on a copy of a sample app, as a real subprocess on a free port."""
+"""Runs ``python -m local_functions_host`` on a copy of a sample app, as a real subprocess.
+
+The host binds port 0 and the harness reads the port from its readiness line (no pick-then-bind race); a
+restart reuses that port, so clients reconnect to the same address."""
 
 from __future__ import annotations
 
@@ -11,11 +14,11 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from local_servers.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = Path(__file__).resolve().parent
@@ -46,12 +49,12 @@ class HostProcess:
         port: int | None = None,
     ) -> None:
         self.script_root = script_root
-        self.port = port or free_port()
+        self.port = port or 0  # 0 until the first start reports the port it bound
         self.args = list(args)
         self.extra_env = dict(env or {})
         self.proc: subprocess.Popen[str] | None = None
         self.stdout_lines: list[str] = []
-        self.stderr_path = script_root / f"host-{self.port}.log"
+        self.stderr_path = script_root / f"host-{uuid.uuid4().hex[:8]}.log"
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._pump_thread: threading.Thread | None = None
 
@@ -86,6 +89,7 @@ class HostProcess:
                 self._release()
                 raise RuntimeError(f"the local host exited with {code}:\n{self.stderr_text()}")
             if line.startswith(READY_MARKER):
+                self.port = int(line.removeprefix(READY_MARKER).split()[0].rsplit(":", 1)[1])
                 return self
         raise TimeoutError(f"the local host printed no readiness line in {timeout}s:\n{self.stderr_text()}")
 
