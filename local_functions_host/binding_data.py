@@ -121,9 +121,8 @@ def _json_date(value: datetime.datetime) -> str:
 def _as(kind: type[datetime.datetime], value: datetime.datetime | None) -> datetime.datetime | None:
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=datetime.UTC)
-    return kind.fromtimestamp(value.timestamp(), datetime.UTC)
+    utc = value.replace(tzinfo=datetime.UTC) if value.tzinfo is None else value.astimezone(datetime.UTC)
+    return kind(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, datetime.UTC)
 
 
 def message_body(message: ServiceBusReceivedMessage) -> bytes:
