@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -148,13 +149,38 @@ def serve_baseline(port: int) -> None:
         runner.run(server.serve(sockets=[sock]))
 
 
+def arrival_times(rate: float, count: int, arrivals: str, rng: random.Random) -> list[float]:
+    """Seconds from the start at which each order is due: evenly spaced, or a Poisson process of that rate."""
+    if arrivals == "even":
+        return [number / rate for number in range(count)]
+    times, now = [], 0.0
+    for _ in range(count):
+        now += rng.expovariate(rate)
+        times.append(now)
+    return times
+
+
+def customer_picks(customers: int, count: int, pick: str, rng: random.Random) -> list[int]:
+    """Which customer places each order: in turn, uniformly at random, or skewed (a few customers place most
+    orders: Zipf-like, weight 1/rank)."""
+    if pick == "round-robin":
+        return [number % customers for number in range(count)]
+    if pick == "random":
+        return [rng.randrange(customers) for _ in range(count)]
+    weights = [1 / rank for rank in range(1, customers + 1)]
+    return rng.choices(range(customers), weights=weights, k=count)
+
+
 async def send_at_rate(port: int, rate: float, duration: float, warmup: float, customers: int,
-                       connections: int, token: str) -> None:
-    """Open-loop sender: order n is due at start + n/rate whatever happened to earlier ones; a free keep-alive
-    connection takes it. Prints one JSON line: per order its due time (wall clock), 202 time, correlationId and
-    whether it was sent during the first ``warmup`` seconds (not measured)."""
+                       connections: int, token: str, arrivals: str = "even", pick: str = "round-robin") -> None:
+    """Open-loop sender: each order is due at its arrival time whatever happened to earlier ones; a free
+    keep-alive connection takes it. Prints one JSON line: per order its due time (wall clock), 202 time,
+    correlationId and whether it was sent during the first ``warmup`` seconds (not measured)."""
     warmup_orders = round(rate * warmup)
     total = warmup_orders + round(rate * duration)
+    rng = random.Random(20261201)  # the same load in every run
+    offsets = arrival_times(rate, total, arrivals, rng)
+    picks = customer_picks(customers, total, pick, rng)
     due: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
     results: list[dict[str, Any]] = []
     failures: list[str] = []
@@ -164,7 +190,7 @@ async def send_at_rate(port: int, rate: float, duration: float, warmup: float, c
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         while (item := await due.get()) is not None:
             number, due_at = item
-            body = json.dumps({"customerId": f"rate-{number % customers}", "currency": "EUR",
+            body = json.dumps({"customerId": f"rate-{picks[number]}", "currency": "EUR",
                                "items": [{"sku": "SKU-1", "quantity": 1}]}).encode()
             writer.write(b"POST /api/orders HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
                          b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s" % (token.encode(), len(body), body))
@@ -186,7 +212,7 @@ async def send_at_rate(port: int, rate: float, duration: float, warmup: float, c
     workers = [asyncio.create_task(connection()) for _ in range(connections)]
     start = time.monotonic() + 0.2
     for number in range(total):
-        due_at = start + number / rate
+        due_at = start + offsets[number]
         delay = due_at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -195,7 +221,8 @@ async def send_at_rate(port: int, rate: float, duration: float, warmup: float, c
         due.put_nowait(None)
     await asyncio.gather(*workers)
     print(json.dumps({"orders": results, "failures": failures, "sent": total - warmup_orders,
-                      "seconds": time.monotonic() - start - warmup}), flush=True)
+                      "seconds": time.monotonic() - start - (offsets[warmup_orders - 1] if warmup_orders else 0.0)}),
+          flush=True)
 
 
 # ------------------------------------------------------------------------------------------ measurements
@@ -452,7 +479,7 @@ class Bench:
         sender = subprocess.run(
             [sys.executable, "-m", "bench.pipeline_bench", "--send-at-rate", repr(rate), "--port", str(self.stack.ports.host),
              "--rate-duration", repr(seconds), "--warmup", repr(warmup), "--customers", str(self.options.customers),
-             "--token", self.backend_token()],
+             "--arrivals", self.options.arrivals, "--pick", self.options.pick, "--token", self.backend_token()],
             cwd=ROOT, capture_output=True, text=True, check=False)
         if sender.returncode != 0:
             raise RuntimeError(f"the sender failed:\n{sender.stderr}")
@@ -602,8 +629,8 @@ def render(report: Report, options: argparse.Namespace, started_load: str) -> st
             rows.append([f"{r.offered_rate:.0f}/s", f"{r.achieved_rate:.0f}/s", f"{r.intake_p50_ms:.1f}",
                          f"{r.intake_p99_ms:.1f}", f"{r.p50_ms:.0f}", f"{r.p99_ms:.0f}", f"{r.max_ms:.0f}",
                          f"{r.completed}/{r.sent}", f"{r.host_cpu_percent:.0f}%", ok])
-        lines.append(f"Accepted→Completed (from POST sent to order row written), one host with all functions, "
-                     f"{options.customers} customers, "
+        lines.append(f"Accepted→Completed (from when the order was due to order row written), one host with all "
+                     f"functions, {options.customers} customers picked {options.pick}, {options.arrivals} arrivals, "
                      f"{options.rate_duration:.0f}s per rate:")
         table(["offered", "achieved", "POST→202 p50 ms", "p99 ms", "POST→Completed p50 ms", "p99 ms", "max ms",
                "Completed", "host CPU", "target p50 ≤50 ms, p99 ≤250 ms (at 200/s)"], rows)
@@ -631,6 +658,10 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, help="seconds of unmeasured load before each measurement (default 2, quick 1)")
     parser.add_argument("--connections", type=int, default=64, help="intake connections (default 64)")
     parser.add_argument("--customers", type=int, default=50, help="distinct customers (sessions) (default 50)")
+    parser.add_argument("--arrivals", choices=("even", "poisson"), default="even",
+                        help="latency phase: orders evenly spaced, or Poisson arrivals at the same mean rate")
+    parser.add_argument("--pick", choices=("round-robin", "random", "skewed"), default="round-robin",
+                        help="latency phase: which customer places each order (skewed: weight 1/rank)")
     parser.add_argument("--rates", default="100,200", help="offered orders/s for the latency phase (default 100,200)")
     parser.add_argument("--rate-duration", type=float, help="seconds per offered rate (default 20, quick 5)")
     parser.add_argument("--service-bus", action="append", default=[], type=_setting, metavar="NAME=VALUE",
@@ -660,7 +691,8 @@ def main() -> int:
         return 0
     if options.send_at_rate:
         asyncio.run(send_at_rate(options.port, options.send_at_rate, options.rate_duration, options.warmup,
-                                 options.customers, connections=32, token=options.token))
+                                 options.customers, connections=32, token=options.token, arrivals=options.arrivals,
+                                 pick=options.pick))
         return 0
 
     options.duration = options.duration or (3.0 if options.quick else 10.0)
