@@ -139,11 +139,10 @@ class FunctionsHttpApp:
             params=params,
             body=protos.TypedData(bytes=body),
         )
-        binding = protos.ParameterBinding(name=route.spec.trigger_param, data=protos.TypedData(http=request))
         metadata = {name: protos.TypedData(string=value) for name, value in params.items()}
         try:
             response = await self._invoker.invoke(
-                route.spec, [binding], metadata, trace_parent=_header(scope, b"traceparent") or ""
+                route.spec, protos.TypedData(http=request), metadata, trace_parent=_header(scope, b"traceparent") or ""
             )
         except Exception:
             # The invoker has logged the failure with the invocation id. The Functions host answers an

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .json_logging import fields_by_invocation, invocation_fields
@@ -52,19 +52,21 @@ class Invoker:
     async def invoke(
         self,
         spec: FunctionSpec,
-        input_data: Iterable[Any],
+        trigger_data: Any,
         trigger_metadata: Mapping[str, Any] | None = None,
         *,
         trace_parent: str = "",
         log_fields: Mapping[str, Any] | None = None,
     ) -> Any:
-        """The worker's ``InvocationResponse``; raises :class:`InvocationFailed` (or a subclass) on failure.
+        """The worker's ``InvocationResponse`` for ``trigger_data`` (the trigger's ``TypedData``) and its
+        metadata; raises :class:`InvocationFailed` (or a subclass) on failure.
 
         The worker's request runs in the caller's task, under ``functionTimeout``. Ending an invocation
         (timeout, restart, shutdown) cancels that task: an async function is cancelled with it, and a
         synchronous one's thread runs to its end while nobody waits for it any more.
         """
         invocation_id = str(uuid.uuid4())
+        binding = self.worker.protos.ParameterBinding(name=spec.trigger_param, data=trigger_data)
         fields = {"functionName": spec.name, "invocationId": invocation_id, **(log_fields or {})}
         token = invocation_fields.set(fields)
         fields_by_invocation[invocation_id] = fields
@@ -76,7 +78,7 @@ class Invoker:
         try:
             try:
                 async with asyncio.timeout(self.function_timeout):
-                    response = await self.worker.invoke(spec.function_id, invocation_id, input_data,
+                    response = await self.worker.invoke(spec.function_id, invocation_id, [binding],
                                                         trigger_metadata or {}, trace_parent=trace_parent)
             except TimeoutError:
                 self.given_up += 1

@@ -308,9 +308,8 @@ class ServiceBusListener:
             "correlationId": message.correlation_id,
             "sessionId": message.session_id,
         }
-        protos = self._invoker.worker.protos
         try:
-            data, metadata = single_message(message, protos)
+            data, metadata = single_message(message, self._invoker.worker.protos)
         except Exception:
             log.exception(
                 "Function %s: message %s could not be converted for the function; abandoning it.",
@@ -318,10 +317,9 @@ class ServiceBusListener:
             )
             await self._settle(receiver.abandon_message, message, "abandon", fields)
             return
-        binding = protos.ParameterBinding(name=self.spec.trigger_param, data=data)
         try:
             async with self._renewing_lock(receiver, [message]):
-                await self._invoker.invoke(self.spec, [binding], metadata, trace_parent=trace_parent(message),
+                await self._invoker.invoke(self.spec, data, metadata, trace_parent=trace_parent(message),
                                            log_fields=fields)
         except Exception:
             # The invoker logged the failure. The host abandons an unsettled message on a failure whatever
@@ -334,12 +332,10 @@ class ServiceBusListener:
     async def _handle_batch(self, receiver: Any, messages: list[ServiceBusReceivedMessage]) -> None:
         """``cardinality: many``: one invocation with the list; all complete, or all are abandoned."""
         fields: dict[str, Any] = {"messageCount": len(messages), "sessionId": messages[0].session_id}
-        protos = self._invoker.worker.protos
         try:
-            data, metadata = message_batch(messages, protos)
-            binding = protos.ParameterBinding(name=self.spec.trigger_param, data=data)
+            data, metadata = message_batch(messages, self._invoker.worker.protos)
             async with self._renewing_lock(receiver, messages):
-                await self._invoker.invoke(self.spec, [binding], metadata, log_fields=fields)
+                await self._invoker.invoke(self.spec, data, metadata, log_fields=fields)
         except Exception:
             for message in messages:
                 await self._settle(receiver.abandon_message, message, "abandon", fields)
