@@ -89,7 +89,8 @@ class ServiceBusListener:
 
         self._client = self._client_factory()
         renewal = self.options.max_auto_lock_renewal_duration
-        if renewal is None or renewal > 0:
+        # Session locks only: a message's lock is renewed by its invocation (_renewing_lock).
+        if self.trigger.sessions and (renewal is None or renewal > 0):
             self._renewer = AutoLockRenewer(
                 max_lock_renewal_duration=_RENEWAL_FOREVER if renewal is None else renewal,
                 on_lock_renew_failure=self._lock_renewal_failed,
