@@ -58,19 +58,18 @@ class Services:
         interval = self.settings.registry_ttl_seconds / 3
         known_epoch: float | None = None
         due = time.monotonic() + interval
-        pending = False
         while True:
             await asyncio.sleep(EPOCH_CHECK_SECONDS)
             try:
                 epoch = await self.registry.started_at()
             except RegistryUnavailable:
-                pending = True  # Redis is down: everything is re-registered once it answers
+                self.notifier.registrations_pending = True  # everything is re-registered once it answers
                 continue
             came_back_empty = known_epoch is not None and epoch != known_epoch
             if came_back_empty:
                 log.warning("the registry came back empty; registering every followed order again")
-            if pending or came_back_empty or self.notifier.registration_failed or time.monotonic() >= due:
-                pending = not await self.notifier.refresh_registrations()
+            if self.notifier.registrations_pending or came_back_empty or time.monotonic() >= due:
+                await self.notifier.refresh_registrations()
                 due = time.monotonic() + interval
             known_epoch = epoch
 

@@ -68,8 +68,9 @@ class StatusNotifier:
         self._local: dict[str, set[Subscriber]] = {}
         self._orphans: set[str] = set()
         self._flusher: asyncio.Task[None] | None = None
-        self.registration_failed = False
-        """A subscribe could not register its order; the refresh loop registers everything again."""
+        self.registrations_pending = False
+        """A registration failed (a subscribe's, a refresh's, or Redis was unreachable): the refresh loop
+        registers every followed order again as soon as Redis answers."""
 
     @property
     def followed(self) -> list[str]:
@@ -90,7 +91,7 @@ class StatusNotifier:
         holders = self._local.setdefault(correlation_id, set())
         holders.add(subscriber)
         if len(holders) == 1 and not await self._registry.register([correlation_id]):
-            self.registration_failed = True
+            self.registrations_pending = True
         try:
             current = await self._reader.current(correlation_id)
         except StatusUnavailable as exc:
@@ -195,10 +196,11 @@ class StatusNotifier:
 
         In chunks: one pipeline for tens of thousands of ids would hold the event loop for a long time.
         """
-        self.registration_failed = False  # a failure from here on sets it again
+        self.registrations_pending = False  # a failure from here on sets it again
         ids = self.followed
         for start in range(0, len(ids), chunk):
             if not await self._registry.register(ids[start:start + chunk]):
+                self.registrations_pending = True
                 return False
         return True
 
