@@ -56,7 +56,6 @@ class InProcessWorker:
         self.protos = protos or worker_protocol.load()
         self._library = azure_functions_runtime
         self._properties = {"protos": self.protos, "host": "127.0.0.1"}
-        self.restarts = 0
         self._request_ids = itertools.count(1)
 
     def _request(self, **content: Any) -> SimpleNamespace:
@@ -122,7 +121,6 @@ class InProcessWorker:
         The real host kills the worker process, so every invocation in it dies. Threads cannot be killed
         in-process: those of the old pool run to their end, and the host discards what they return.
         """
-        self.restarts += 1
         self._library.start_threadpool_executor()
 
     def close(self) -> None:
