@@ -22,7 +22,19 @@ def caller_for(identity: TokenIdentity) -> Caller:
         permissions.add(Permission.SUBMIT_ON_BEHALF)
     if identity.roles & {ADMIN_ROLE, READ_ALL_ROLE}:
         permissions.add(Permission.READ_ANY_ORDER)
-    return Caller(customer_id=None if identity.app_only else identity.subject, permissions=frozenset(permissions))
+    if ADMIN_ROLE in identity.roles:
+        permissions.add(Permission.OPERATE)
+    return Caller(customer_id=None if identity.app_only else identity.subject, permissions=frozenset(permissions),
+                  name=_name(identity))
+
+
+def _name(identity: TokenIdentity) -> str:
+    """How the audit names the caller: a person's sign-in name, else the application's or the subject's id."""
+    for claim in ("preferred_username", "upn", "name", "azp", "appid"):
+        value = identity.claims.get(claim)
+        if isinstance(value, str) and value:
+            return f"{value} ({identity.subject})" if claim in ("preferred_username", "upn", "name") else value
+    return identity.subject
 
 
 async def authenticate(req: func.HttpRequest, svc: OrderService) -> Caller:

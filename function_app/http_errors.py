@@ -15,6 +15,8 @@ from function_app.problems import problem
 from function_app.responses import status_url
 from orders.domain.errors import (
     AcceptanceUnknown,
+    ActionRefused,
+    DeadLetterNotFound,
     Forbidden,
     IdempotencyKeyReused,
     OrderNotFound,
@@ -72,8 +74,8 @@ def problem_for(error: Exception, correlation_id: str | None = None) -> func.Htt
         case MalformedJson():
             return problem(400, "Malformed JSON", str(error), kind="malformed-json")
         case InvalidRequest() | OrderTooLarge():
-            return problem(422, "Invalid order", "the order breaks the rules listed in errors; correct them and retry",
-                           kind="validation-error", errors=error.errors)
+            return problem(422, "Invalid request", "the request breaks the rules listed in errors; correct them and "
+                           "retry", kind="validation-error", errors=error.errors)
         case InvalidCorrelationId():
             return problem(400, "Malformed correlationId", str(error), kind="malformed-correlation-id")
         case IdempotencyKeyReused():
@@ -81,6 +83,10 @@ def problem_for(error: Exception, correlation_id: str | None = None) -> func.Htt
                            correlationId=error.correlation_id)
         case OrderNotFound():
             return problem(404, "Order not found", str(error), kind="order-not-found")
+        case DeadLetterNotFound():
+            return problem(404, "Dead letter not found", str(error), kind="dead-letter-not-found")
+        case ActionRefused():
+            return problem(409, "Action refused", str(error), kind="action-refused")
         case TooManyOrders():
             return problem(429, "Too Many Requests", str(error), kind="too-many-orders",
                            headers={"Retry-After": str(error.retry_after_seconds)})

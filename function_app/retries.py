@@ -79,7 +79,8 @@ def retry_policy() -> RetryPolicy:
 
 
 async def retrying_transient_errors(
-    work: Callable[[], T], *, delivery_count: int | None, correlation_id: str, policy: RetryPolicy | None = None
+    work: Callable[[], T], *, delivery_count: int | None, correlation_id: str | None,
+    policy: RetryPolicy | None = None,
 ) -> T:
     """Run ``work`` in a thread; on :class:`TransientError` pause and retry until the budget is spent, then raise."""
     policy = policy or retry_policy()

@@ -17,14 +17,21 @@ from orders.adapters.clock import SystemClock
 from orders.adapters.redis_accepted_records import RedisAcceptedRecordStore
 from orders.adapters.redis_submission_limits import RedisSubmissionLimiter
 from orders.adapters.servicebus_batch_sender import ServiceBusBatchSender
-from orders.adapters.servicebus_publishers import ServiceBusOrderPublisher, ServiceBusStatusEventPublisher
+from orders.adapters.servicebus_publishers import (
+    ServiceBusOrderPublisher,
+    ServiceBusStatusEventPublisher,
+    order_message_body,
+)
 from orders.adapters.sql import SqlUnitOfWork, create_engine_for
 from orders.domain.callers import Caller
 from orders.domain.commands import MarkOrderFailed, ProcessOrder, SubmitOrder
+from orders.domain.dead_letters import DeadLetter, DeadLetterFilter, RepairedOrder
 from orders.domain.model import OrderOutcome, Product
 from orders.domain.ports import Clock, SubmissionLimiter, UnitOfWorkFactory
-from orders.service_layer import handlers
+from orders.service_layer import dead_letters, handlers
+from orders.service_layer.dead_letters import DeadLetterDetail, KeepDeadLetter, Replayed
 from orders.service_layer.handlers import Accepted, IntakeOptions
+from orders.validation import parse_order_message
 from orders.settings import OrderSettings
 from service_platform.access_tokens import AccessTokenValidator
 from service_platform.notify_tokens import NotifyTokenSigner
@@ -71,6 +78,30 @@ class OrderService:
 
     async def list_products(self) -> list[Product]:
         return await asyncio.to_thread(handlers.list_products, uow_factory=self.uow_factory)
+
+    # ----- dead letters -------------------------------------------------------------------------
+    def keep_dead_letter(self, command: KeepDeadLetter) -> OrderOutcome | None:
+        return dead_letters.keep_dead_letter(command, uow_factory=self.uow_factory, publisher=self.status_publisher,
+                                             limiter=self.limiter, clock=self.clock)
+
+    async def list_dead_letters(self, caller: Caller, criteria: DeadLetterFilter) -> list[DeadLetter]:
+        return await asyncio.to_thread(dead_letters.list_dead_letters, caller, criteria,
+                                       uow_factory=self.uow_factory)
+
+    async def show_dead_letter(self, caller: Caller, dead_letter_id: int) -> DeadLetterDetail:
+        return await asyncio.to_thread(dead_letters.show_dead_letter, caller, dead_letter_id,
+                                       uow_factory=self.uow_factory, read_order=parse_order_message)
+
+    async def replay_dead_letter(self, caller: Caller, dead_letter_id: int, why: str,
+                                 repaired: RepairedOrder | None = None) -> Replayed:
+        return await dead_letters.replay_dead_letter(
+            caller, dead_letter_id, why, repaired=repaired, uow_factory=self.uow_factory,
+            publisher=self.order_publisher, status_publisher=self.status_publisher, clock=self.clock,
+            read_order=parse_order_message, write_order=order_message_body)
+
+    async def discard_dead_letter(self, caller: Caller, dead_letter_id: int, why: str) -> DeadLetter:
+        return await asyncio.to_thread(dead_letters.discard_dead_letter, caller, dead_letter_id, why,
+                                       uow_factory=self.uow_factory, clock=self.clock)
 
     # ----- dependency checks (readiness) --------------------------------------------------------
     async def check_broker(self) -> None:

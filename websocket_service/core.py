@@ -46,6 +46,7 @@ class StatusEvent:
     currency: str | None = None
     reason: str | None = None
     updated_at: str | None = None
+    attempt: int = 1  # a replay of the order's dead letter starts the next attempt
 
     @property
     def terminal(self) -> bool:
@@ -65,6 +66,9 @@ class StatusEvent:
         order_id = data.get("orderId")
         if order_id is not None and (not isinstance(order_id, int) or isinstance(order_id, bool)):
             raise InvalidEvent("'orderId' must be an integer or null")
+        attempt = data.get("attempt", 1)
+        if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
+            raise InvalidEvent("'attempt' must be a whole number from 1")
         return cls(
             correlation_id=correlation_id,  # type: ignore[arg-type]
             status=status,  # type: ignore[arg-type]
@@ -73,6 +77,7 @@ class StatusEvent:
             currency=_optional_str(data, "currency"),
             reason=_optional_str(data, "reason"),
             updated_at=_optional_str(data, "updatedAt"),
+            attempt=attempt,
         )
 
     @classmethod
@@ -88,6 +93,7 @@ class StatusEvent:
         return {
             "correlationId": self.correlation_id, "status": self.status, "orderId": self.order_id,
             "total": self.total, "currency": self.currency, "reason": self.reason, "updatedAt": self.updated_at,
+            "attempt": self.attempt,
         }
 
     def to_frame(self) -> str:
@@ -95,6 +101,7 @@ class StatusEvent:
         return json.dumps({
             "type": "status", "correlationId": self.correlation_id, "status": self.status, "orderId": self.order_id,
             "total": self.total, "currency": self.currency, "reason": self.reason, "at": self.updated_at,
+            "attempt": self.attempt,
         }, separators=(",", ":"))
 
 
@@ -146,16 +153,16 @@ class SocketSubscriptions:
     """The orders one socket follows and the last status it was sent for each.
 
     ``admit`` is the single gate for outgoing events: it drops events for orders the socket does not
-    follow and repeats of a status already sent, and ends the subscription after a terminal status, so
-    the current status read on subscribe and the same status arriving from the queue reach the client
-    once.
+    follow, repeats of a status already sent and events of an attempt older than one already sent (a
+    replay starts a new attempt), and ends the subscription after a terminal status, so the current
+    status read on subscribe and the same status arriving from the queue reach the client once.
     """
 
     __slots__ = ("_last", "limit")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._last: dict[str, str | None] = {}
+        self._last: dict[str, tuple[int, str] | None] = {}
 
     def __contains__(self, correlation_id: object) -> bool:
         return correlation_id in self._last
@@ -183,12 +190,13 @@ class SocketSubscriptions:
         """Whether ``event`` must be sent; records it (and ends the subscription when terminal)."""
         if event.correlation_id not in self._last:
             return False
-        if self._last[event.correlation_id] == event.status:
+        last = self._last[event.correlation_id]
+        if last is not None and (event.attempt < last[0] or (event.attempt, event.status) == last):
             return False
         if event.terminal:
             del self._last[event.correlation_id]
         else:
-            self._last[event.correlation_id] = event.status
+            self._last[event.correlation_id] = (event.attempt, event.status)
         return True
 
 

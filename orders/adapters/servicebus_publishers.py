@@ -18,6 +18,14 @@ from orders.domain.model import MESSAGE_SCHEMA_VERSION, OrderMessage
 from orders.json_contracts import order_message_json, status_json
 
 
+#: The application property that carries an order's attempt number from the second attempt on (a replay).
+ATTEMPT_PROPERTY = "attempt"
+
+
+def order_message_body(message: OrderMessage) -> bytes:
+    return _json(order_message_json(message))
+
+
 def _json(payload: dict[str, object]) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
@@ -32,8 +40,10 @@ class ServiceBusOrderPublisher:
         properties: dict[str, str | int] = {"schemaVersion": MESSAGE_SCHEMA_VERSION}
         if message.traceparent:
             properties["traceparent"] = message.traceparent
+        if message.attempt != 1:
+            properties[ATTEMPT_PROPERTY] = message.attempt
         envelope = Envelope(
-            body=_json(order_message_json(message)), message_id=message.deduplication_key,
+            body=order_message_body(message), message_id=message.deduplication_key,
             correlation_id=message.correlation_id, session_id=message.ordering_key,
             application_properties=properties,
         )

@@ -16,6 +16,7 @@ class Permission(enum.Enum):
     OWN_ORDERS = "own-orders"  # place and read the caller's own orders (a customer's delegated token)
     SUBMIT_ON_BEHALF = "submit-on-behalf"  # place orders naming any customer (a trusted backend)
     READ_ANY_ORDER = "read-any-order"  # read every order (operators)
+    OPERATE = "operate"  # inspect, replay, repair and discard dead letters (operators)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,7 @@ class Caller:
 
     customer_id: str | None
     permissions: frozenset[Permission]
+    name: str = ""  # who it is, for the audit of operators' actions
 
 
 def customer_for_submission(caller: Caller, named_in_body: str | None) -> str:
@@ -63,3 +65,8 @@ def ensure_may_browse(caller: Caller) -> None:
     if not caller.permissions:
         raise Forbidden("this token grants nothing on the order API: it needs the scope Orders.ReadWrite or one "
                         "of its app roles")
+
+
+def ensure_may_operate(caller: Caller) -> None:
+    if Permission.OPERATE not in caller.permissions:
+        raise Forbidden("dead letters are for operators: the token needs the app role Orders.Admin")

@@ -28,6 +28,7 @@ class ProcessOrder:
     currency: str
     items: tuple[OrderLine, ...]
     accepted_at: datetime
+    attempt: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +42,4 @@ class MarkOrderFailed:
     reason: str
     customer_id: str | None = None
     currency: str | None = None
+    attempt: int = 1

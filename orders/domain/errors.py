@@ -79,3 +79,16 @@ class TooManyOrders(Exception):
     def __init__(self, detail: str, retry_after_seconds: int) -> None:
         super().__init__(detail)
         self.retry_after_seconds = retry_after_seconds
+
+
+class DeadLetterNotFound(Exception):
+    """No dead letter is kept under this id (``404``)."""
+
+    def __init__(self, dead_letter_id: int) -> None:
+        super().__init__(f"no dead letter is kept with id {dead_letter_id}: list them to find the id")
+        self.dead_letter_id = dead_letter_id
+
+
+class ActionRefused(Exception):
+    """The dead letter cannot be replayed, repaired or discarded as asked (``409``); ``str()`` says why and
+    what to do instead."""

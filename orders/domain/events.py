@@ -9,7 +9,8 @@ from orders.domain.model import OrderOutcome, OrderStatus
 
 @dataclass(frozen=True, slots=True)
 class OrderStatusChanged:
-    """An order reached a final status (``Completed``, ``Rejected`` or ``Failed``): its outcome, as stored.
+    """An order reached a final status (``Completed``, ``Rejected`` or ``Failed``), or a replay made it
+    ``Accepted`` again: its outcome, as stored.
 
     Re-emitted unchanged on every redelivery of the same order; ``deduplication_key`` lets the broker's
     duplicate detection and the WebSocket service drop the repeats.
@@ -27,4 +28,5 @@ class OrderStatusChanged:
 
     @property
     def deduplication_key(self) -> str:
-        return f"{self.outcome.correlation_id}:{self.outcome.status.value}"
+        key = f"{self.outcome.correlation_id}:{self.outcome.status.value}"
+        return key if self.outcome.attempt == 1 else f"{key}:{self.outcome.attempt}"

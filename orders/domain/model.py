@@ -170,6 +170,8 @@ class OrderOutcome:
     updated_at: datetime
     #: Whose order it is, for authorisation; never part of what the client is shown.
     customer_id: str | None = None
+    #: 1 for the order as placed; each replay of its dead letter by an operator is one more attempt.
+    attempt: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,7 @@ class OrderRecord:
     reason: str | None
     at: datetime
     lines: tuple[PricedLine, ...] = ()
+    attempt: int = 1
 
     def outcome(self, order_id: int) -> OrderOutcome:
         return OrderOutcome(
@@ -195,6 +198,7 @@ class OrderRecord:
             reason=self.reason,
             updated_at=self.at,
             customer_id=self.customer_id,
+            attempt=self.attempt,
         )
 
 
@@ -230,11 +234,14 @@ class OrderMessage:
     items: tuple[OrderLine, ...]
     accepted_at: datetime
     traceparent: str | None = field(default=None, compare=False)
+    #: 1 as placed; a replay sends the order again as the next attempt (see ``orders.domain.dead_letters``).
+    attempt: int = 1
 
     @property
     def deduplication_key(self) -> str:
-        """Sends of the same order share it, so the queue keeps one copy: the correlationId."""
-        return self.correlation_id
+        """Sends of the same attempt share it, so the queue keeps one copy: the correlationId (with the
+        attempt number from the second attempt on, so a replay is not taken for a repeat of the first)."""
+        return self.correlation_id if self.attempt == 1 else f"{self.correlation_id}:{self.attempt}"
 
     @property
     def ordering_key(self) -> str:

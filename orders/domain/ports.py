@@ -12,6 +12,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
+from orders.domain.dead_letters import DeadLetter, DeadLetterAction, DeadLetterFilter, DeadLetterState
 from orders.domain.errors import TooManyOrders
 from orders.domain.events import OrderStatusChanged
 from orders.domain.model import AcceptedRecord, OrderMessage, OrderOutcome, OrderRecord, Product
@@ -42,6 +43,37 @@ class OrderStore(Protocol):
         rolled back.
         """
 
+    def settle(self, record: OrderRecord) -> int | None:
+        """Give an ``Accepted`` order (one a replay reopened) its outcome: status, total, reason and lines.
+
+        Only if the stored order is ``Accepted`` at ``record.attempt``; returns its ``OrderId``, or None when
+        another delivery settled it first (roll back and re-read).
+        """
+
+    def reopen(self, correlation_id: str, failed_attempt: int, at: datetime) -> bool:
+        """Turn a ``Failed`` order at ``failed_attempt`` into ``Accepted`` at the next attempt; False if it
+        is not (any more) in that state."""
+
+
+class DeadLetterStore(Protocol):
+    """Kept dead letters and the audit of what operators did with them, inside one unit of work."""
+
+    def keep(self, dead_letter: DeadLetter) -> bool:
+        """Store it; False (and nothing changed) when this message (id and sequence number) is kept already."""
+
+    def get(self, dead_letter_id: int) -> DeadLetter | None: ...
+
+    def find(self, criteria: DeadLetterFilter) -> list[DeadLetter]:
+        """Those matching ``criteria``, by id, at most ``criteria.limit`` after ``criteria.after_id``."""
+
+    def mark(self, dead_letter_id: int, expected: DeadLetterState, new: DeadLetterState, *,
+             replay_attempt: int | None = None, replayed_body: bytes | None = None) -> bool:
+        """Move it from ``expected`` to ``new``; False when it is not in ``expected`` (another operator won)."""
+
+    def record(self, action: DeadLetterAction) -> None: ...
+
+    def actions(self, dead_letter_id: int) -> list[DeadLetterAction]: ...
+
 
 class UnitOfWork(Protocol):
     """One transaction: ``with uow: ...; uow.commit()``. Leaving the block without ``commit`` rolls back.
@@ -50,6 +82,7 @@ class UnitOfWork(Protocol):
     """
 
     orders: OrderStore
+    dead_letters: DeadLetterStore
 
     def __enter__(self) -> Self: ...
 

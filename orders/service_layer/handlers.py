@@ -45,6 +45,7 @@ from orders.domain.ports import (
     OrderMessagePublisher,
     StatusEventPublisher,
     SubmissionLimiter,
+    UnitOfWork,
     UnitOfWorkFactory,
 )
 from orders.domain.receipts import accepted_at_of, issue_receipt
@@ -199,8 +200,10 @@ def _decide_and_store(command: ProcessOrder, uow_factory: UnitOfWorkFactory, clo
     cid = command.correlation_id
     with uow_factory() as uow:
         existing = uow.orders.get(cid)
-        if existing is not None:
-            log.info("order already processed", extra={"correlationId": cid, "status": existing.status.value})
+        reopened = existing is not None and _awaits(existing, command.attempt)
+        if existing is not None and not reopened:
+            log.info("order already processed", extra={"correlationId": cid, "status": existing.status.value,
+                                                       "attempt": existing.attempt})
             return existing
         decision: PricedOrder | Rejection = price_order(
             command.currency, command.items, uow.orders.products({line.sku for line in command.items}))
@@ -213,7 +216,9 @@ def _decide_and_store(command: ProcessOrder, uow_factory: UnitOfWorkFactory, clo
                     break
         record = _record(command, decision, clock)
         try:
-            order_id = uow.orders.add(record)
+            order_id = uow.orders.settle(record) if reopened else uow.orders.add(record)
+            if order_id is None:
+                raise DuplicateOrder(cid)
             uow.commit()
         except DuplicateOrder:
             # Another delivery of the same message won the race; its outcome is the answer.
@@ -226,16 +231,23 @@ def _decide_and_store(command: ProcessOrder, uow_factory: UnitOfWorkFactory, clo
             return existing
     outcome = record.outcome(order_id)
     log.info("order processed", extra={"correlationId": cid, "status": outcome.status.value,
-                                       "orderId": outcome.order_id, "reason": outcome.reason})
+                                       "orderId": outcome.order_id, "reason": outcome.reason,
+                                       "attempt": outcome.attempt})
     return outcome
+
+
+def _awaits(stored: OrderOutcome, attempt: int) -> bool:
+    """A replay reopened the order (``Accepted`` in SQL) and this message is that attempt's."""
+    return stored.status is OrderStatus.ACCEPTED and stored.attempt == attempt
 
 
 def _record(command: ProcessOrder, decision: PricedOrder | Rejection, clock: Clock) -> OrderRecord:
     if isinstance(decision, Rejection):
         return OrderRecord(command.correlation_id, command.customer_id, OrderStatus.REJECTED, command.currency,
-                           total=None, reason=clip_reason(decision.reason), at=clock.now())
+                           total=None, reason=clip_reason(decision.reason), at=clock.now(), attempt=command.attempt)
     return OrderRecord(command.correlation_id, command.customer_id, OrderStatus.COMPLETED, decision.currency,
-                       total=decision.total, reason=None, at=clock.now(), lines=decision.lines)
+                       total=decision.total, reason=None, at=clock.now(), lines=decision.lines,
+                       attempt=command.attempt)
 
 
 def mark_order_failed(
@@ -247,25 +259,39 @@ def mark_order_failed(
     An order that already has an outcome keeps it (a ``Completed`` order is never turned into ``Failed``)
     and that outcome's event is re-emitted, so clients learn the truth either way.
     """
-    cid = command.correlation_id
     with uow_factory() as uow:
-        outcome = uow.orders.get(cid)
-        if outcome is None:
-            record = OrderRecord(cid, command.customer_id, OrderStatus.FAILED, command.currency, total=None,
-                                 reason=clip_reason(command.reason), at=clock.now())
-            try:
-                outcome = record.outcome(uow.orders.add(record))
-                uow.commit()
-            except DuplicateOrder:
-                uow.rollback()
-                outcome = uow.orders.get(cid)
-                if outcome is None:
-                    raise TransientError(f"order {cid} was reported stored but cannot be read back") from None
-    log.warning("dead-lettered order handled", extra={"correlationId": cid, "status": outcome.status.value,
-                                                      "reason": outcome.reason})
-    publisher.publish(OrderStatusChanged(outcome))
-    _release(limiter, outcome.customer_id or command.customer_id, cid)
+        outcome = fail_order(uow, command, clock)
+        uow.commit()
+    announce_failure(command, outcome, publisher=publisher, limiter=limiter)
     return outcome
+
+
+def fail_order(uow: UnitOfWork, command: MarkOrderFailed, clock: Clock) -> OrderOutcome:
+    """``mark_order_failed``'s change, inside the caller's unit of work (the caller commits)."""
+    cid = command.correlation_id
+    outcome = uow.orders.get(cid)
+    if outcome is not None and not _awaits(outcome, command.attempt):
+        return outcome
+    record = OrderRecord(cid, command.customer_id, OrderStatus.FAILED, command.currency, total=None,
+                         reason=clip_reason(command.reason), at=clock.now(), attempt=command.attempt)
+    if outcome is not None:  # a replayed attempt that failed again
+        order_id = uow.orders.settle(record)
+        if order_id is None:
+            raise TransientError(f"order {cid} changed while it was being marked Failed; retry")
+        return record.outcome(order_id)
+    try:
+        return record.outcome(uow.orders.add(record))
+    except DuplicateOrder:
+        raise TransientError(f"order {cid} was stored concurrently while it was being marked Failed; retry") from None
+
+
+def announce_failure(command: MarkOrderFailed, outcome: OrderOutcome, *, publisher: StatusEventPublisher,
+                     limiter: SubmissionLimiter) -> None:
+    log.warning("dead-lettered order handled", extra={"correlationId": command.correlation_id,
+                                                      "status": outcome.status.value, "reason": outcome.reason,
+                                                      "attempt": outcome.attempt})
+    publisher.publish(OrderStatusChanged(outcome))
+    _release(limiter, outcome.customer_id or command.customer_id, command.correlation_id)
 
 
 async def get_order_status(

@@ -26,6 +26,11 @@ HTTP = {
     "health": (["GET"], "health"),
     "readiness": (["GET"], "internal/ready"),
     "openapi_document": (["GET"], "openapi.json"),
+    "list_dead_letters": (["GET"], "dead-letters"),
+    "show_dead_letter": (["GET"], "dead-letters/{id}"),
+    "replay_dead_letter": (["POST"], "dead-letters/{id}/replay"),
+    "repair_dead_letter": (["POST"], "dead-letters/{id}/repair"),
+    "discard_dead_letter": (["POST"], "dead-letters/{id}/discard"),
 }
 SERVICE_BUS = {
     "process_order": ("%ORDERS_QUEUE%", True),

@@ -15,14 +15,18 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Identity,
+    Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
     String,
     Table,
     Unicode,
+    UnicodeText,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import Dialect
@@ -78,6 +82,8 @@ products = Table(
     CheckConstraint("unit_price >= 0", name="unit_price_not_negative"),
 )
 
+ORDER_STATUSES_CHECK = "status IN ('Accepted', 'Completed', 'Rejected', 'Failed')"
+
 orders = Table(
     "orders",
     metadata,
@@ -90,8 +96,10 @@ orders = Table(
     Column("reason", Unicode(1000), nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # 1 as placed; a replay of the order's dead letter reopens it as ``Accepted`` at the next attempt.
+    Column("attempt", Integer, nullable=False, server_default=text("1")),
     UniqueConstraint("correlation_id"),
-    CheckConstraint("status IN ('Completed', 'Rejected', 'Failed')", name="status_known"),
+    CheckConstraint(ORDER_STATUSES_CHECK, name="status_known"),
 )
 
 order_lines = Table(
@@ -105,6 +113,51 @@ order_lines = Table(
     PrimaryKeyConstraint("order_id", "line_no"),
     CheckConstraint("quantity > 0", name="quantity_positive"),
 )
+
+#: Every message the dead-letter queue delivered, kept before it is completed there (orders.domain.dead_letters).
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("dead_letter_id", OrderIdType, Identity(), primary_key=True),
+    Column("message_id", String(128), nullable=False),
+    Column("sequence_number", BigInteger, nullable=False),  # -1 when the broker gave none
+    Column("correlation_id", String(36), nullable=True),
+    Column("customer_id", String(64), nullable=True),
+    Column("attempt", Integer, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("message_properties", UnicodeText, nullable=False),  # JSON object
+    Column("application_properties", UnicodeText, nullable=False),  # JSON object
+    Column("reason", Unicode(256), nullable=True),
+    Column("description", Unicode(4000), nullable=True),
+    Column("delivery_count", Integer, nullable=False),
+    Column("enqueued_at", UtcDateTime(), nullable=True),
+    Column("dead_lettered_at", UtcDateTime(), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("replay_attempt", Integer, nullable=True),
+    Column("replayed_body", LargeBinary, nullable=True),
+    UniqueConstraint("message_id", "sequence_number"),
+    CheckConstraint("state IN ('Kept', 'Replayed', 'Discarded')", name="state_known"),
+    Index(None, "correlation_id"),
+    Index(None, "dead_lettered_at"),
+)
+
+#: The audit: who did what to which dead letter, when and why.
+dead_letter_actions = Table(
+    "dead_letter_actions",
+    metadata,
+    Column("action_id", OrderIdType, Identity(), primary_key=True),
+    Column("dead_letter_id", OrderIdType, ForeignKey("dead_letters.dead_letter_id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("actor", Unicode(256), nullable=False),
+    Column("why", Unicode(1000), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("attempt", Integer, nullable=True),
+    Column("correlation_id", String(36), nullable=True),
+    Index(None, "dead_letter_id"),
+)
+
+#: Name of the unique constraint whose violation means "this message is kept already".
+DEAD_LETTER_UNIQUE = "uq_dead_letters_message_id"
 
 #: Name of the unique constraint whose violation means "this order was already processed".
 CORRELATION_UNIQUE = "uq_orders_correlation_id"

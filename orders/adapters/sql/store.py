@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import datetime
 from functools import partial
 from types import TracebackType
 from typing import Self
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+
+from orders.adapters.sql.dead_letter_store import SqlDeadLetterStore
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from orders.adapters.sql.engine import READ_ONLY_OPTION, SQLITE_BUSY_TIMEOUT_SECONDS, process_write_lock
@@ -39,8 +42,26 @@ INSERT_LINES = insert(order_lines)
 
 SELECT_ORDER = select(
     orders.c.order_id, orders.c.status, orders.c.total, orders.c.currency, orders.c.reason, orders.c.updated_at,
-    orders.c.customer_id,
+    orders.c.customer_id, orders.c.attempt,
 ).where(orders.c.correlation_id == bindparam("correlation_id"))
+
+#: The outcome of a reopened order; the row count (1 or 0) says whether this delivery settled it.
+SETTLE_ORDER = (
+    update(orders)
+    .where(orders.c.correlation_id == bindparam("settle_correlation_id"),
+           orders.c.status == OrderStatus.ACCEPTED.value, orders.c.attempt == bindparam("settle_attempt"))
+    .values(status=bindparam("status"), total=bindparam("total"), currency=bindparam("currency"),
+            reason=bindparam("reason"), updated_at=bindparam("updated_at"))
+    .returning(orders.c.order_id)
+)
+
+REOPEN_ORDER = (
+    update(orders)
+    .where(orders.c.correlation_id == bindparam("reopen_correlation_id"),
+           orders.c.status == OrderStatus.FAILED.value, orders.c.attempt == bindparam("failed_attempt"))
+    .values(status=OrderStatus.ACCEPTED.value, attempt=orders.c.attempt + 1, reason=None,
+            updated_at=bindparam("updated_at"))
+)
 
 # SQL Server error numbers worth a retry: deadlock victim, lock timeout, and Azure SQL's "database busy,
 # moving, or throttled" family.
@@ -67,6 +88,7 @@ class SqlOrderStore:
             reason=row.reason,
             updated_at=row.updated_at,
             customer_id=row.customer_id,
+            attempt=row.attempt,
         )
 
     def products(self, skus: Iterable[str]) -> dict[str, Product]:
@@ -94,18 +116,37 @@ class SqlOrderStore:
                 "reason": record.reason,
                 "created_at": record.at,
                 "updated_at": record.at,
+                "attempt": record.attempt,
             }).scalar_one()
         except IntegrityError as error:
             if is_correlation_conflict(error):
                 raise DuplicateOrder(record.correlation_id) from error
             raise
+        self._add_lines(order_id, record)
+        return order_id
+
+    def settle(self, record: OrderRecord) -> int | None:
+        order_id = self._connection.execute(SETTLE_ORDER, {
+            "settle_correlation_id": record.correlation_id, "settle_attempt": record.attempt,
+            "status": record.status.value, "total": record.total, "currency": record.currency,
+            "reason": record.reason, "updated_at": record.at,
+        }).scalar_one_or_none()
+        if order_id is not None:
+            self._add_lines(order_id, record)
+        return order_id
+
+    def reopen(self, correlation_id: str, failed_attempt: int, at: datetime) -> bool:
+        result = self._connection.execute(REOPEN_ORDER, {
+            "reopen_correlation_id": correlation_id, "failed_attempt": failed_attempt, "updated_at": at})
+        return result.rowcount == 1
+
+    def _add_lines(self, order_id: int, record: OrderRecord) -> None:
         if record.lines:
             self._connection.execute(INSERT_LINES, [
                 {"order_id": order_id, "line_no": number, "sku": line.sku, "quantity": line.quantity,
                  "unit_price": line.unit_price}
                 for number, line in enumerate(record.lines, start=1)
             ])
-        return order_id
 
 
 class SqlUnitOfWork:
@@ -132,6 +173,12 @@ class SqlUnitOfWork:
         if self._connection is None:
             raise RuntimeError("the unit of work is not open: use it in a `with` block")
         return SqlOrderStore(self._connection)
+
+    @property
+    def dead_letters(self) -> SqlDeadLetterStore:
+        if self._connection is None:
+            raise RuntimeError("the unit of work is not open: use it in a `with` block")
+        return SqlDeadLetterStore(self._connection)
 
     def __enter__(self) -> Self:
         if self._write_lock is not None and not self._write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_SECONDS):

@@ -5,18 +5,20 @@ the application properties, no ``DeadLetterReason`` binding), decoded by the wor
 """
 
 import json
-import logging
 import uuid
 
 from azure.functions import meta
 from azure.functions.servicebus import ServiceBusMessage, ServiceBusMessageInConverter
 
-from function_app.dead_letters import failed_order_command
+from datetime import UTC, datetime
+
+from function_app.dead_letters import failed_order_command, keep_command
 
 
 def dead_lettered(body: bytes, *, message_id: str, reason: str = "MaxDeliveryCountExceeded",
-                  description: str | None = None) -> ServiceBusMessage:
-    properties = {"DeadLetterReason": reason, **({"DeadLetterErrorDescription": description} if description else {})}
+                  description: str | None = None, attempt: int = 1) -> ServiceBusMessage:
+    properties = {"DeadLetterReason": reason, **({"DeadLetterErrorDescription": description} if description else {}),
+                  **({"attempt": attempt} if attempt != 1 else {})}
     metadata = {
         "MessageId": meta.Datum(message_id, "string"),
         "DeliveryCount": meta.Datum("10", "json"),
@@ -59,9 +61,25 @@ def test_a_valid_order_that_kept_failing_names_the_customer_and_the_brokers_reas
     assert command.reason == "processing failed repeatedly: MaxDeliveryCountExceeded (lock lost ten times)"
 
 
-def test_a_message_naming_no_order_is_kept_in_the_error_log(caplog):
-    with caplog.at_level(logging.ERROR, logger="function_app"):
-        command = failed_order_command(dead_lettered(b"stray payload", message_id="not-an-order"))
+def test_a_message_naming_no_order_is_kept_as_a_dead_letter_with_no_order_to_fail():
+    command = keep_command(dead_lettered(b"stray payload", message_id="not-an-order"))
 
-    assert command is None
-    assert caplog.records[-1].body == "stray payload"
+    assert command.failed is None
+    assert (command.dead_letter.body, command.dead_letter.correlation_id) == (b"stray payload", None)
+
+
+def test_the_dead_letter_keeps_what_the_host_delivers():
+    cid = str(uuid.uuid4())
+    moment = datetime(2026, 12, 1, 10, 5, tzinfo=UTC)
+
+    kept = keep_command(dead_lettered(b"{not json", message_id=cid, description="lock lost ten times",
+                                      attempt=3), now=moment)
+
+    dead_letter = kept.dead_letter
+    assert (dead_letter.message_id, dead_letter.sequence_number, dead_letter.delivery_count) == (cid, 42, 10)
+    assert (dead_letter.reason, dead_letter.description) == ("MaxDeliveryCountExceeded", "lock lost ten times")
+    assert dead_letter.enqueued_at == datetime(2026, 12, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    assert (dead_letter.dead_lettered_at, dead_letter.correlation_id, dead_letter.attempt) == (moment, cid, 3)
+    assert dead_letter.message_properties["deadLetterSource"] == "orders"
+    assert dead_letter.application_properties["DeadLetterReason"] == "MaxDeliveryCountExceeded"
+    assert kept.failed.attempt == 3 and kept.failed.correlation_id == cid

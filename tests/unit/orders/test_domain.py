@@ -93,9 +93,20 @@ def test_status_event_follows_the_contract():
     event = OrderStatusChanged(outcome)
     assert json.loads(json.dumps(status_json(event.outcome))) == {
         "correlationId": "cid", "status": "Completed", "orderId": 42, "total": "91.63", "currency": "EUR",
-        "reason": None, "updatedAt": "2026-01-02T03:04:05.000Z",
+        "reason": None, "updatedAt": "2026-01-02T03:04:05.000Z", "attempt": 1,
     }
     assert event.deduplication_key == "cid:Completed"
+
+
+def test_a_replayed_attempt_has_its_own_deduplication_keys():
+    """Otherwise the queue's duplicate detection would drop attempt 2's message and its Failed event as
+    repeats of attempt 1's (both within the detection window)."""
+    outcome = OrderOutcome("cid", OrderStatus.FAILED, None, None, "EUR", "down",
+                           datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), attempt=2)
+    assert OrderStatusChanged(outcome).deduplication_key == "cid:Failed:2"
+    message = OrderMessage("cid", "c-1", "EUR", (OrderLine("SKU-1", 1),), datetime(2026, 1, 2, tzinfo=UTC),
+                           attempt=2)
+    assert (message.deduplication_key, message.ordering_key) == ("cid:2", "c-1")
 
 
 def test_order_id_only_when_completed():

@@ -305,7 +305,8 @@ async def test_status_comes_from_sql_first_then_from_the_accepted_record(uow_fac
     cid = accepted.correlation_id
     status = await get_order_status(cid, CUSTOMER, uow_factory=uow_factory, accepted_records=registry)
     assert status_json(status) == {"correlationId": cid, "status": "Accepted", "orderId": None, "total": None,
-                                     "currency": "EUR", "reason": None, "updatedAt": "2026-01-02T03:04:05.000Z"}
+                                     "currency": "EUR", "reason": None, "updatedAt": "2026-01-02T03:04:05.000Z",
+                                     "attempt": 1}
 
     process(order(("SKU-1", 1), cid=cid), uow_factory, events, clock)
     status = await get_order_status(cid, CUSTOMER, uow_factory=uow_factory, accepted_records=registry)

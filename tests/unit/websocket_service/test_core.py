@@ -63,7 +63,7 @@ def test_good_frames_become_commands() -> None:
 
 def test_status_event_round_trips_to_a_frame_that_names_the_time_at() -> None:
     body = {"correlationId": CID, "status": "Completed", "orderId": 7, "total": "12.50", "currency": "EUR",
-            "reason": None, "updatedAt": "2026-01-01T00:00:00Z"}
+            "reason": None, "updatedAt": "2026-01-01T00:00:00Z", "attempt": 2}
     parsed = StatusEvent.from_json(json.dumps(body))
     assert parsed.to_mapping() == body
     frame = {k: v for k, v in body.items() if k != "updatedAt"} | {"at": "2026-01-01T00:00:00Z"}
@@ -97,6 +97,21 @@ def test_subscriptions_drop_repeats_and_end_on_terminal_status() -> None:
     assert CID not in subs, "a terminal status ends the subscription"
     assert not subs.admit(event("Completed")), "nothing follows a terminal status"
     assert not subs.admit(event("Accepted"))
+
+
+def test_an_event_without_an_attempt_is_the_first_attempt() -> None:
+    assert StatusEvent.from_mapping({"correlationId": CID, "status": "Failed"}).attempt == 1
+
+
+def test_a_subscription_after_a_replay_follows_the_new_attempt_and_drops_the_old_ones() -> None:
+    subs = SocketSubscriptions(limit=10)
+    subs.add(CID)
+    assert subs.admit(event("Failed"))  # attempt 1 ends the first subscription
+    subs.add(CID)  # the client subscribes again after the replay
+    assert subs.admit(event("Accepted", attempt=2))
+    assert not subs.admit(event("Failed")), "a late event of attempt 1 must not end attempt 2's subscription"
+    assert not subs.admit(event("Accepted", attempt=2))
+    assert subs.admit(event("Completed", attempt=2)) and CID not in subs
 
 
 def test_subscriptions_ignore_orders_not_followed_and_enforce_the_limit() -> None:

@@ -369,7 +369,7 @@ def test_migrate_takes_a_plain_url_and_is_idempotent(sql_url):
     engine = create_engine_for(Settings(sql_url))
     try:
         with engine.connect() as connection:
-            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
             assert connection.scalar(select(func.count()).select_from(orders)) == 0
     finally:
         engine.dispose()
