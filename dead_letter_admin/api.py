@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx
 
-RETRIES_WHEN_UNAVAILABLE = 5
+RETRIES_WHEN_UNAVAILABLE = 5  # answers 503 (a dependency is down): waits Retry-After each time
+RETRIES_WHEN_UNREACHABLE = 3  # no answer at all: a wrong URL is more likely than a blip
 
 
 class ApiError(Exception):
@@ -60,10 +61,10 @@ class DeadLetterApi:
                 response = self._client.request(method, path, headers={"Authorization": f"Bearer {self._token()}"},
                                                 **options)
             except httpx.TransportError as error:
-                if attempt == RETRIES_WHEN_UNAVAILABLE:
+                if attempt >= RETRIES_WHEN_UNREACHABLE:
                     raise ApiError(f"the API at {self._client.base_url} does not answer ({error}); check the URL "
                                    "(--api or ORDERS_API_URL) and that the system is running") from None
-                self._sleep(min(2.0 ** attempt, 10.0))
+                self._sleep(0.5 * 2.0 ** attempt)
                 continue
             if response.status_code == 503 and attempt < RETRIES_WHEN_UNAVAILABLE:
                 # Replay and discard are safe to send again: the same request never starts a second attempt.

@@ -61,7 +61,9 @@ class DeadLetterStore(Protocol):
     def keep(self, dead_letter: DeadLetter) -> bool:
         """Store it; False (and nothing changed) when this message (id and sequence number) is kept already."""
 
-    def get(self, dead_letter_id: int) -> DeadLetter | None: ...
+    def get(self, dead_letter_id: int, *, lock: bool = False) -> DeadLetter | None:
+        """``lock``: hold the row until the transaction ends, so a concurrent action on it waits and then
+        sees what this one did."""
 
     def find(self, criteria: DeadLetterFilter) -> list[DeadLetter]:
         """Those matching ``criteria``, by id, at most ``criteria.limit`` after ``criteria.after_id``."""

@@ -141,7 +141,7 @@ def discard_dead_letter(caller: Caller, dead_letter_id: int, why: str, *, uow_fa
     ensure_may_operate(caller)
     _require_why(why)
     with uow_factory() as uow:
-        dead_letter = _get(uow, dead_letter_id)
+        dead_letter = _get(uow, dead_letter_id, lock=True)
         if dead_letter.state is DeadLetterState.REPLAYED:
             raise ActionRefused(f"dead letter {dead_letter_id} was replayed (attempt {dead_letter.replay_attempt}); "
                                 "its order's outcome stands and there is nothing left to discard")
@@ -169,7 +169,8 @@ def _claim_attempt(uow_factory: UnitOfWorkFactory, caller: Caller, dead_letter_i
                    write_order: WriteOrder) -> _Plan:
     _require_why(why)
     with uow_factory() as uow:
-        dead_letter = _get(uow, dead_letter_id)
+        # Locked first: a second operator's replay waits here, then finds it Replayed.
+        dead_letter = _get(uow, dead_letter_id, lock=True)
         if dead_letter.state is DeadLetterState.REPLAYED:
             return _replayed_before(uow, dead_letter, read_order)
         if dead_letter.state is DeadLetterState.DISCARDED:
@@ -262,8 +263,8 @@ def _order_of(dead_letter: DeadLetter, read_order: ReadOrder) -> str | None:
     return None
 
 
-def _get(uow: UnitOfWork, dead_letter_id: int) -> DeadLetter:
-    dead_letter = uow.dead_letters.get(dead_letter_id)
+def _get(uow: UnitOfWork, dead_letter_id: int, *, lock: bool = False) -> DeadLetter:
+    dead_letter = uow.dead_letters.get(dead_letter_id, lock=lock)
     if dead_letter is None:
         raise DeadLetterNotFound(dead_letter_id)
     return dead_letter

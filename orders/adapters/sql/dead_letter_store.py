@@ -40,9 +40,11 @@ class SqlDeadLetterStore:
         })
         return True
 
-    def get(self, dead_letter_id: int) -> DeadLetter | None:
-        row = self._connection.execute(
-            select(dead_letters).where(dead_letters.c.dead_letter_id == dead_letter_id)).first()
+    def get(self, dead_letter_id: int, *, lock: bool = False) -> DeadLetter | None:
+        query = select(dead_letters).where(dead_letters.c.dead_letter_id == dead_letter_id)
+        if lock:  # FOR UPDATE on PostgreSQL, UPDLOCK on SQL Server; SQLite writers are serialised anyway
+            query = query.with_for_update()
+        row = self._connection.execute(query).first()
         return None if row is None else _dead_letter(row)
 
     def find(self, criteria: DeadLetterFilter) -> list[DeadLetter]:
