@@ -195,5 +195,6 @@ def test_exposed_ports_match_the_deployments(dockerfile, rendered) -> None:
              for d in rendered["overlays/prod"] if d["kind"] == "Deployment"}
     functions_port = int(env_values(dockerfile("Dockerfile.functions"))["ASPNETCORE_URLS"].rsplit(":", 1)[1])
     websocket_port = int(env_values(dockerfile("Dockerfile.websocket"))["WS_PORT"])
-    assert ports == {"orders-intake": functions_port, "orders-processor": functions_port, "websocket": websocket_port}
+    assert ports == {"orders-intake": functions_port, "orders-processor": functions_port,
+                     "orders-operations": functions_port, "websocket": websocket_port}
     assert json.loads((ROOT / "host.json").read_text())["extensions"]["http"]["routePrefix"] == "api"

@@ -14,6 +14,8 @@ TARGETS = ["base", "overlays/dev", "overlays/prod"]
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 INTAKE_FUNCTIONS = {"submit_order", "get_order_status", "list_products", "health", "readiness", "openapi_document"}
 PROCESSOR_FUNCTIONS = {"process_order", "handle_dead_lettered_order"}
+OPERATIONS_FUNCTIONS = {"list_dead_letters", "show_dead_letter", "replay_dead_letter", "repair_dead_letter",
+                        "discard_dead_letter"}
 # Markers of a credential in a connection string or URL.
 KEY_MARKERS = re.compile(r"SharedAccessKey=|SharedAccessSignature|AccountKey=|Password=|Pwd=|://[^/@\s]*:[^/@\s]+@",
                          re.IGNORECASE)
@@ -154,7 +156,7 @@ def test_pods_use_their_own_workload_identity(rendered, target: str) -> None:
         account = accounts[spec["serviceAccountName"]]
         client_ids[name] = account["metadata"]["annotations"]["azure.workload.identity/client-id"]
         assert GUID.match(client_ids[name]), name
-    assert len(set(client_ids.values())) == 3, "intake, processor and WebSocket service each have an identity"
+    assert len(set(client_ids.values())) == 4, "intake, processor, operations and WebSocket each have an identity"
     # The Key Vault CSI driver exchanges the pod's token for the identity it names: it must be the pod's.
     providers = {o["metadata"]["name"]: o for o in objects if o["kind"] == "SecretProviderClass"}
     for name, spec in pod_specs(objects).items():
@@ -181,7 +183,7 @@ def test_secrets_reach_the_pods_from_key_vault(rendered, target: str) -> None:
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_functions_are_split_between_intake_and_processor(rendered, target: str) -> None:
+def test_functions_are_split_between_intake_processor_and_operations(rendered, target: str) -> None:
     specs = pod_specs(rendered[target])
 
     def selected(name: str) -> set[str]:
@@ -194,6 +196,7 @@ def test_functions_are_split_between_intake_and_processor(rendered, target: str)
 
     assert selected("orders-intake") == INTAKE_FUNCTIONS
     assert selected("orders-processor") == PROCESSOR_FUNCTIONS
+    assert selected("orders-operations") == OPERATIONS_FUNCTIONS
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -215,7 +218,7 @@ def test_availability_and_graceful_termination(rendered, target: str) -> None:
 def test_autoscaling_for_each_deployment(rendered, target: str) -> None:
     objects = rendered[target]
     hpas = {o["spec"]["scaleTargetRef"]["name"]: o for o in objects if o["kind"] == "HorizontalPodAutoscaler"}
-    assert set(hpas) == {"orders-intake", "websocket"}, "the processor's HPA is KEDA's"
+    assert set(hpas) == {"orders-intake", "websocket"}, "the processor's HPA is KEDA's; operations keep 2 replicas"
     for hpa in hpas.values():
         assert hpa["spec"]["minReplicas"] >= 1 and hpa["spec"]["maxReplicas"] >= hpa["spec"]["minReplicas"]
     scaled = one(objects, "ScaledObject", "orders-processor")["spec"]
@@ -229,7 +232,8 @@ def test_ingress_routes_and_websocket_timeouts(rendered, target: str) -> None:
     ingress = one(objects, "Ingress", "orders")
     routes = {p["path"]: (p["pathType"], p["backend"]["service"]["name"])
               for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
-    assert routes == {"/api": ("Prefix", "orders-intake"), "/ws": ("Prefix", "websocket"), "/": ("Prefix", "websocket")}
+    assert routes == {"/api": ("Prefix", "orders-intake"), "/api/dead-letters": ("Prefix", "orders-operations"),
+                      "/ws": ("Prefix", "websocket"), "/": ("Prefix", "websocket")}
     annotations = ingress["metadata"]["annotations"]
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
@@ -242,7 +246,7 @@ def test_ingress_routes_and_websocket_timeouts(rendered, target: str) -> None:
     assert [p["path"] for r in internal["spec"]["rules"] for p in r["http"]["paths"]] == ["/internal", "/api/internal"]
     assert {r["host"] for r in internal["spec"]["rules"]} == {r["host"] for r in ingress["spec"]["rules"]}
     services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
-    assert set(services) == {"orders-intake", "websocket"}
+    assert set(services) == {"orders-intake", "orders-operations", "websocket"}
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -266,6 +270,9 @@ def test_network_policies(rendered, target: str) -> None:
     for rule in ingress_rules_for("orders-intake"):
         for peer in rule["from"]:
             assert "ipBlock" not in peer, "the intake is reached through the ingress controller only"
+    (operations_rule,) = ingress_rules_for("orders-operations")
+    assert operations_rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "app-routing-system"}}}]
 
 
 def container_environment(objects: list[dict], deployment: str) -> dict[str, str]:
@@ -288,7 +295,7 @@ def container_environment(objects: list[dict], deployment: str) -> dict[str, str
     return env
 
 
-@pytest.mark.parametrize("deployment", ["orders-intake", "orders-processor"])
+@pytest.mark.parametrize("deployment", ["orders-intake", "orders-processor", "orders-operations"])
 def test_function_app_accepts_the_deployed_settings(rendered, deployment: str) -> None:
     from orders.settings import OrderSettings
 

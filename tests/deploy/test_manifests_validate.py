@@ -41,6 +41,7 @@ def test_target_renders_every_component(rendered: dict[str, list[dict]], target:
     kinds = {(o["kind"], o["metadata"]["name"].rsplit("-", 1)[0] if o["kind"] == "ConfigMap" else o["metadata"]["name"])
              for o in rendered[target]}
     for expected in [("Deployment", "orders-intake"), ("Deployment", "orders-processor"), ("Deployment", "websocket"),
+                     ("Deployment", "orders-operations"), ("Service", "orders-operations"),
                      ("Service", "orders-intake"), ("Service", "websocket"), ("ScaledObject", "orders-processor"),
                      ("TriggerAuthentication", "servicebus-workload-identity"), ("Ingress", "orders"),
                      ("ConfigMap", "orders-settings")]:
