@@ -24,9 +24,11 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ from dead_letter_admin.tokens import LOCAL_OPERATOR, token_source
 DEFAULT_API_URL = "http://127.0.0.1:7071/api"
 DEFAULT_RATE = 20.0
 MAX_RATE = 500.0
+IN_FLIGHT = 8  # replays under way at once in bulk (each answers within tens of milliseconds)
 
 
 def main(argv: Sequence[str] | None = None, *, sleep: Callable[[float], None] = time.sleep) -> int:
@@ -146,31 +149,46 @@ def discard_command(api: DeadLetterApi, options: argparse.Namespace, sleep: Call
 # ----- bulk replay ------------------------------------------------------------------------------------------
 def _replay_all(api: DeadLetterApi, selected: list[dict[str, Any]], why: str, rate: float,
                 sleep: Callable[[float], None]) -> int:
-    """One replay every 1/rate seconds (the queue and the processor get a steady trickle, never a flood)."""
+    """Start one replay every 1/rate seconds, at most ``IN_FLIGHT`` at a time: the queue and the processor
+    get a steady trickle, never a flood, and a slow answer does not slow the pace below ``rate``."""
     outcomes: Counter[str] = Counter()
     refusals: Counter[str] = Counter()
+    stop: list[ApiError] = []
+    lock = threading.Lock()
     started = time.monotonic()
+
+    def replay(item: dict[str, Any]) -> None:
+        if stop:
+            return
+        try:
+            result = api.replay(item["id"], why)
+        except ApiError as error:
+            with lock:
+                if error.status != 409:
+                    stop.append(error)
+                    return
+                outcomes["refused"] += 1
+                refusals[str(error).split(": ", 1)[-1].split(" (")[0][:120]] += 1
+        else:
+            with lock:
+                outcomes["replayed" if result["started"] else "replayed before"] += 1
+        progress.update(1)
+
     with tqdm(total=len(selected), unit="replay", file=sys.stderr, mininterval=0.5,
-              desc=f"replaying at {rate:g}/s") as progress:
+              desc=f"replaying at {rate:g}/s") as progress, ThreadPoolExecutor(IN_FLIGHT) as pool:
         for number, item in enumerate(selected):
+            if stop:
+                break
             due = started + number / rate
             if (wait := due - time.monotonic()) > 0:
                 sleep(wait)
-            try:
-                result = api.replay(item["id"], why)
-            except ApiError as error:
-                if error.status != 409:
-                    progress.close()
-                    print(f"stopped after {number} of {len(selected)}: {error}\nRun the same command again to go "
-                          "on: the dead letters replayed so far are no longer Kept, so none is replayed twice.",
-                          file=sys.stderr)
-                    _print_summary(outcomes, refusals)
-                    return 1
-                outcomes["refused"] += 1
-                refusals[str(error).split(": ", 1)[-1].split(" (")[0][:120]] += 1
-            else:
-                outcomes["replayed" if result["started"] else "replayed before"] += 1
-            progress.update(1)
+            pool.submit(replay, item)
+    if stop:
+        done = sum(outcomes.values())
+        print(f"stopped after {done} of {len(selected)}: {stop[0]}\nRun the same command again to go on: the "
+              "dead letters replayed so far are no longer Kept, so none is replayed twice.", file=sys.stderr)
+        _print_summary(outcomes, refusals)
+        return 1
     elapsed = time.monotonic() - started
     _print_summary(outcomes, refusals)
     print(f"{len(selected)} dead letter(s) in {elapsed:.1f}s ({len(selected) / max(elapsed, 1e-9):.1f}/s)")
