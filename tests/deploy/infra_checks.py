@@ -48,6 +48,10 @@ def queue_problems(template: Template, root: Path, objects: list[dict]) -> list[
     local = {q["name"]: q for q in json.loads((root / "localbus" / "default_config.json").read_text())["queues"]}
     orders = queues.get(settings.get("ORDERS_QUEUE", "orders"), {})
     status = queues.get(settings.get("ORDER_STATUS_QUEUE", "order-status"), {})
+    triggers = _service_bus_triggers()
+    if orders.get("requiresSession") != triggers["process_order"]:
+        problems.append(f"queue orders: requiresSession is {orders.get('requiresSession')} but the process_order "
+                        f"trigger has is_sessions_enabled={triggers['process_order']}; the host could not bind it")
     expectations = [
         (orders, "orders", "requiresSession", True, "process_order is a session trigger (FIFO per customer)"),
         (orders, "orders", "requiresDuplicateDetection", True, "the message id (correlationId) deduplicates resends"),
@@ -198,6 +202,18 @@ def platform_problems(template: Template) -> list[str]:
         if pool.get("availabilityZones") != template.parameters["zones"]:
             problems.append(f"AKS node pool {pool['name']}: not spread over the zones {template.parameters['zones']}")
     return problems
+
+
+def _service_bus_triggers() -> dict[str, bool]:
+    """Each Service Bus trigger of the function app and whether it is a session trigger, as the worker indexes
+    it (built from the decorated functions: the app itself refuses to be indexed twice in one process)."""
+    import azure.functions as func
+
+    from function_app import processing
+
+    functions = [processing.process_order.build(func.AuthLevel.ANONYMOUS),
+                 processing.handle_dead_lettered_order.build(func.AuthLevel.ANONYMOUS)]
+    return {function.get_function_name(): bool(function.get_trigger().is_sessions_enabled) for function in functions}
 
 
 def _config_map(objects: list[dict], name: str) -> dict[str, str]:
