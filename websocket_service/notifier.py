@@ -66,6 +66,7 @@ class StatusNotifier:
         self._reads: set[asyncio.Task[None]] = set()
         self._clock = clock
         self._local: dict[str, set[Subscriber]] = {}
+        self._reading: dict[tuple[Subscriber, str], list[StatusEvent]] = {}
         self._orphans: set[str] = set()
         self._flusher: asyncio.Task[None] | None = None
         self.registrations_pending = False
@@ -90,11 +91,16 @@ class StatusNotifier:
             return
         holders = self._local.setdefault(correlation_id, set())
         holders.add(subscriber)
-        if len(holders) == 1 and not await self._registry.register([correlation_id]):
-            self.registrations_pending = True
+        # Events arriving while the current status is read wait for it: the current status goes first, so
+        # an older event (an earlier attempt's, before a replay) is recognised as older and dropped.
+        key = (subscriber, correlation_id)
+        self._reading[key] = []
         try:
+            if len(holders) == 1 and not await self._registry.register([correlation_id]):
+                self.registrations_pending = True
             current = await self._reader.current(correlation_id)
         except StatusUnavailable as exc:
+            self._release_held(key)
             # The read is how a (re)subscribing client learns what it missed: try again in the background.
             log.warning("current status could not be read; reading it again shortly",
                         extra={"correlationId": correlation_id, "error": str(exc)})
@@ -102,8 +108,21 @@ class StatusNotifier:
             self._reads.add(task)
             task.add_done_callback(self._reads.discard)
             return
+        except BaseException:
+            self._release_held(key)
+            raise
+        held = self._reading.pop(key, [])
         if current is not None and correlation_id in subscriber.subscriptions:
             self._deliver_to(subscriber, current)
+        for event in held:
+            if correlation_id in subscriber.subscriptions:
+                self._deliver_to(subscriber, event)
+
+    def _release_held(self, key: tuple[Subscriber, str]) -> None:
+        subscriber, correlation_id = key
+        for event in self._reading.pop(key, []):
+            if correlation_id in subscriber.subscriptions:
+                self._deliver_to(subscriber, event)
 
     async def _read_again(self, subscriber: Subscriber, correlation_id: str) -> None:
         for delay in self._read_retry_delays:
@@ -215,6 +234,10 @@ class StatusNotifier:
             await asyncio.shield(self._flusher)
 
     def _deliver_to(self, subscriber: Subscriber, event: StatusEvent) -> None:
+        held = self._reading.get((subscriber, event.correlation_id))
+        if held is not None:
+            held.append(event)
+            return
         subscriber.deliver(event)
         if event.correlation_id not in subscriber.subscriptions and self._forget(subscriber, event.correlation_id):
             # Finished orders leave the registry in batches: one round trip for all that ended meanwhile.

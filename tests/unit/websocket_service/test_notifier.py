@@ -266,3 +266,48 @@ async def test_a_failed_status_read_on_subscribe_is_tried_again() -> None:
             break
         await asyncio.sleep(0.01)
     assert [(e.status, e.order_id) for e in client.received] == [("Completed", 5)]
+
+
+class SlowStatusReader(FakeStatusReader):
+    """Answers only when released, so a test can deliver events while a subscribe's status read is under way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def current(self, correlation_id: str) -> StatusEvent | None:
+        await self.release.wait()
+        return await super().current(correlation_id)
+
+
+async def test_an_older_attempt_s_event_during_a_resubscribe_does_not_end_the_new_attempt() -> None:
+    """After a replay the client subscribes again; a late event of the first attempt that arrives while the
+    current status is being read is recognised as older (the current status goes first) and dropped."""
+    registry, reader, forwarder = FakeRegistry(), SlowStatusReader(), FakeForwarder()
+    a = StatusNotifier(instance_id="a", registry=registry.view("a", "http://a"), status_reader=reader, forwarder=forwarder)
+    forwarder.instances = {"http://a": a}
+    order = cid()
+    reader.statuses[order] = StatusEvent(order, "Accepted", attempt=2)
+    client = FakeSubscriber()
+    subscribing = asyncio.create_task(a.subscribe(client, order))
+    await asyncio.sleep(0)
+    a.deliver_local([StatusEvent(order, "Failed", reason="first attempt", attempt=1)])
+    reader.release.set()
+    await subscribing
+    a.deliver_local([StatusEvent(order, "Completed", order_id=9, attempt=2)])
+    assert [(e.status, e.attempt) for e in client.received] == [("Accepted", 2), ("Completed", 2)]
+
+
+async def test_an_event_newer_than_the_status_read_is_delivered_after_it() -> None:
+    registry, reader, forwarder = FakeRegistry(), SlowStatusReader(), FakeForwarder()
+    a = StatusNotifier(instance_id="a", registry=registry.view("a", "http://a"), status_reader=reader, forwarder=forwarder)
+    order = cid()
+    reader.statuses[order] = StatusEvent(order, "Accepted")
+    client = FakeSubscriber()
+    subscribing = asyncio.create_task(a.subscribe(client, order))
+    await asyncio.sleep(0)
+    a.deliver_local([StatusEvent(order, "Completed", order_id=4)])
+    assert client.received == [], "held until the current status is known"
+    reader.release.set()
+    await subscribing
+    assert [e.status for e in client.received] == ["Accepted", "Completed"]
