@@ -183,7 +183,9 @@ function track(accepted, items) {
   $(".cid", card).textContent = accepted.correlationId;
   $(".items", card).textContent = items.map((i) => `${i.quantity} × ${products.get(i.sku).name}`).join(", ");
   $("#orders").prepend(card);
-  new OrderTracker(accepted, card).start();
+  const tracker = new OrderTracker(accepted, card);
+  $(".check-again", card).addEventListener("click", () => tracker.checkAgain());
+  tracker.start();
 }
 
 class OrderTracker {
@@ -211,6 +213,17 @@ class OrderTracker {
       if (this.done) clearInterval(this.slowTimer);
       else if (this.pollTimer === null) this.poll();
     }, SLOW_POLL_MS);
+  }
+
+  // A Failed order may be replayed by an operator as a new attempt: following it again reads the current
+  // status (Accepted with the next attempt, or already its outcome) and subscribes for what follows.
+  checkAgain() {
+    $(".retry-note", this.card).hidden = true;
+    this.done = false;
+    this.retry = 0;
+    this.channel("polling", "Checking");
+    this.start();
+    this.poll();
   }
 
   connect() {
@@ -282,11 +295,11 @@ class OrderTracker {
     if (status.orderId !== undefined && status.orderId !== null) $(".order-id", this.card).textContent = String(status.orderId);
     if (status.total) $(".total", this.card).textContent = money(status.total, status.currency || "");
     const reason = $(".reason", this.card);
-    if (status.reason) {
-      reason.textContent = status.reason;
-      reason.hidden = false;
-    }
+    reason.textContent = status.reason || "";
+    reason.hidden = !status.reason;
+    badge.title = status.attempt > 1 ? `attempt ${status.attempt}` : "";
     if (TERMINAL.has(status.status)) {
+      if (status.status === "Failed") $(".retry-note", this.card).hidden = false;
       this.done = true;
       if (status.status === "Completed") loadProducts().then(updateSummary); // stock has changed
       this.stopPolling();

@@ -166,6 +166,37 @@ def test_page_shows_status_pushed_over_the_websocket(browser_page, ws_with_fake_
     assert "37" in card.locator(".total").inner_text()
 
 
+def test_a_failed_order_can_be_followed_again_after_an_operator_replays_it(browser_page, ws_with_fake_api) -> None:
+    """The WebSocket contract's replay rule, as the page follows it: Failed ends the subscription; "Check
+    again" reads the current status (the replay's Accepted, attempt 2) and subscribes for the outcome."""
+    base, api, _ = ws_with_fake_api
+    page = browser_page
+    cid = place_an_order(page, base + "/")
+    card = page.locator("#orders li").first
+    card.locator(".channel[data-mode=live]").wait_for()
+
+    def push(**fields: object) -> None:
+        event = {k: v for k, v in (api.orders[cid] | fields).items() if k not in ("request", "idempotencyKey")}
+        api.orders[cid] |= fields
+        response = httpx.post(f"{base}/internal/events", headers={"Authorization": f"Bearer {INTERNAL_SECRET}"},
+                              json={"events": [event]})
+        assert response.status_code == 202, response.text
+
+    push(status="Failed", reason="processing failed repeatedly: MaxDeliveryCountExceeded", attempt=1)
+    card.locator(".badge").get_by_text("Failed").wait_for(timeout=5000)
+    assert card.locator(".retry-note").is_visible()
+    api.orders[cid] |= {"status": "Accepted", "reason": None, "attempt": 2}  # an operator replayed it
+
+    card.get_by_role("button", name="Check again").click()
+    card.locator(".badge").get_by_text("Accepted").wait_for(timeout=10000)
+    assert not card.locator(".reason").is_visible() and not card.locator(".retry-note").is_visible()
+    card.locator(".channel[data-mode=live]").wait_for(timeout=10000)
+    push(status="Completed", orderId=21, total="37.00", attempt=2)
+    card.locator(".badge").get_by_text("Completed").wait_for(timeout=5000)
+    assert card.locator(".order-id").inner_text() == "21"
+    assert card.locator(".badge").get_attribute("title") == "attempt 2"
+
+
 def test_page_falls_back_to_polling_when_the_socket_is_unreachable(browser_page, ws_with_fake_api) -> None:
     base, api, _ = ws_with_fake_api
     api.notify_url = f"ws://127.0.0.1:{free_port()}/ws"  # nothing listens there
