@@ -5,12 +5,21 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from sqlalchemy import Connection, Row, and_, insert, select, update
+from sqlalchemy import Connection, Row, Select, and_, bindparam, insert, select, update
 
 from orders.adapters.sql.schema import dead_letter_actions, dead_letters
 from orders.domain.dead_letters import ActionKind, DeadLetter, DeadLetterAction, DeadLetterFilter, DeadLetterState
 
 NO_SEQUENCE_NUMBER = -1
+
+
+def select_dead_letter(lock: bool) -> Select:  # type: ignore[type-arg]
+    """One dead letter by id; ``lock`` holds its row until the transaction ends: FOR UPDATE on PostgreSQL,
+    UPDLOCK on SQL Server (whose dialect ignores FOR UPDATE). SQLite writers are serialised anyway."""
+    query = select(dead_letters).where(dead_letters.c.dead_letter_id == bindparam("dead_letter_id"))
+    if lock:
+        query = query.with_for_update().with_hint(dead_letters, "WITH (UPDLOCK, ROWLOCK)", "mssql")
+    return query
 
 
 class SqlDeadLetterStore:
@@ -41,10 +50,7 @@ class SqlDeadLetterStore:
         return True
 
     def get(self, dead_letter_id: int, *, lock: bool = False) -> DeadLetter | None:
-        query = select(dead_letters).where(dead_letters.c.dead_letter_id == dead_letter_id)
-        if lock:  # FOR UPDATE on PostgreSQL, UPDLOCK on SQL Server; SQLite writers are serialised anyway
-            query = query.with_for_update()
-        row = self._connection.execute(query).first()
+        row = self._connection.execute(select_dead_letter(lock), {"dead_letter_id": dead_letter_id}).first()
         return None if row is None else _dead_letter(row)
 
     def find(self, criteria: DeadLetterFilter) -> list[DeadLetter]:

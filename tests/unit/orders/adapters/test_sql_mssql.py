@@ -193,3 +193,14 @@ def test_a_duplicate_correlation_id_on_sql_server_is_recognised_and_not_retried(
         "[23000] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]The INSERT statement conflicted with the "
         "FOREIGN KEY constraint \"fk_order_lines_sku_products\". (547) (SQLExecDirectW)"))
     assert not is_correlation_conflict(other)
+
+
+def test_a_replay_locks_its_dead_letter_row_on_sql_server_too():
+    """SQL Server's dialect drops FOR UPDATE; without the hint two operators' replays would not wait for each
+    other there (the second would be refused instead of answering with the first one's attempt)."""
+    from orders.adapters.sql.dead_letter_store import select_dead_letter
+
+    locked, _ = tsql(select_dead_letter(lock=True))
+    plain, _ = tsql(select_dead_letter(lock=False))
+    assert "FROM dead_letters WITH (UPDLOCK, ROWLOCK) WHERE dead_letters.dead_letter_id = ?" in locked
+    assert "UPDLOCK" not in plain
