@@ -156,8 +156,5 @@ dead_letter_actions = Table(
     Index(None, "dead_letter_id"),
 )
 
-#: Name of the unique constraint whose violation means "this message is kept already".
-DEAD_LETTER_UNIQUE = "uq_dead_letters_message_id"
-
 #: Name of the unique constraint whose violation means "this order was already processed".
 CORRELATION_UNIQUE = "uq_orders_correlation_id"

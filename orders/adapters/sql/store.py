@@ -16,10 +16,9 @@ from types import TracebackType
 from typing import Self
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
-
-from orders.adapters.sql.dead_letter_store import SqlDeadLetterStore
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
+from orders.adapters.sql.dead_letter_store import SqlDeadLetterStore
 from orders.adapters.sql.engine import READ_ONLY_OPTION, SQLITE_BUSY_TIMEOUT_SECONDS, process_write_lock
 from orders.adapters.sql.schema import CORRELATION_UNIQUE, order_lines, orders, products
 from orders.domain.errors import DuplicateOrder, TransientError
