@@ -24,7 +24,7 @@ from orders.adapters.servicebus_publishers import (
 )
 from orders.adapters.sql import SqlUnitOfWork, create_engine_for
 from orders.domain.callers import Caller
-from orders.domain.commands import MarkOrderFailed, ProcessOrder, SubmitOrder
+from orders.domain.commands import ProcessOrder, SubmitOrder
 from orders.domain.dead_letters import DeadLetter, DeadLetterFilter, RepairedOrder
 from orders.domain.model import OrderOutcome, Product
 from orders.domain.ports import Clock, SubmissionLimiter, UnitOfWorkFactory
@@ -66,10 +66,6 @@ class OrderService:
     def process_order(self, command: ProcessOrder) -> OrderOutcome:
         return handlers.process_order(command, uow_factory=self.uow_factory, publisher=self.status_publisher,
                                       limiter=self.limiter, clock=self.clock)
-
-    def mark_order_failed(self, command: MarkOrderFailed) -> OrderOutcome:
-        return handlers.mark_order_failed(command, uow_factory=self.uow_factory, publisher=self.status_publisher,
-                                          limiter=self.limiter, clock=self.clock)
 
     async def get_order_status(self, correlation_id: str, caller: Caller, receipt: str | None = None) -> OrderOutcome:
         return await handlers.get_order_status(correlation_id, caller, uow_factory=self.uow_factory,

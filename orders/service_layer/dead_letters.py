@@ -12,7 +12,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from orders.domain.callers import Caller, ensure_may_operate
@@ -132,7 +132,7 @@ async def replay_dead_letter(
     log.warning("dead letter replayed" if plan.result.started else "dead letter replayed before",
                 extra={"correlationId": plan.result.correlation_id, "attempt": plan.result.attempt,
                        "deadLetterId": dead_letter_id, "actor": _actor(caller), "sent": plan.result.sent})
-    return replace(plan.result, sent=plan.message is not None)
+    return plan.result
 
 
 def discard_dead_letter(caller: Caller, dead_letter_id: int, why: str, *, uow_factory: UnitOfWorkFactory,
@@ -160,8 +160,13 @@ def discard_dead_letter(caller: Caller, dead_letter_id: int, why: str, *, uow_fa
 @dataclass(frozen=True, slots=True)
 class _Plan:
     result: Replayed
-    message: OrderMessage | None  # what to send, if anything
+    message: OrderMessage | None  # what to send, if anything (``result.sent`` says the same)
     reopened: OrderOutcome | None = None
+
+
+def _message(order: ProcessOrder, attempt: int) -> OrderMessage:
+    return OrderMessage(order.correlation_id, order.customer_id, order.currency, order.items, order.accepted_at,
+                        attempt=attempt)
 
 
 def _claim_attempt(uow_factory: UnitOfWorkFactory, caller: Caller, dead_letter_id: int, why: str,
@@ -188,8 +193,7 @@ def _claim_attempt(uow_factory: UnitOfWorkFactory, caller: Caller, dead_letter_i
                                 f"{stored.attempt}); wait for its outcome")
         now = clock.now()
         attempt = (stored.attempt if stored is not None else dead_letter.attempt) + 1
-        message = OrderMessage(order.correlation_id, order.customer_id, order.currency, order.items,
-                               order.accepted_at, attempt=attempt)
+        message = _message(order, attempt)
         if not uow.dead_letters.mark(dead_letter_id, DeadLetterState.KEPT, DeadLetterState.REPLAYED,
                                      replay_attempt=attempt, replayed_body=write_order(message)):
             uow.rollback()  # another operator's replay of this dead letter committed first
@@ -212,8 +216,7 @@ def _replayed_before(uow: UnitOfWork, dead_letter: DeadLetter, read_order: ReadO
     sent = read_order(dead_letter.replayed_body or dead_letter.body)
     stored = uow.orders.get(sent.correlation_id)
     waiting = stored is not None and stored.status is OrderStatus.ACCEPTED and stored.attempt == dead_letter.replay_attempt
-    message = OrderMessage(sent.correlation_id, sent.customer_id, sent.currency, sent.items, sent.accepted_at,
-                           attempt=dead_letter.replay_attempt) if waiting else None
+    message = _message(sent, dead_letter.replay_attempt) if waiting else None
     return _Plan(Replayed(dead_letter.id, sent.correlation_id, dead_letter.replay_attempt, started=False,
                           sent=waiting), message)
 
