@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bicep_model import UNKNOWN, Template
+from test_manifest_values import one, settings
 
 QUEUES = "Microsoft.ServiceBus/namespaces/queues"
 IDENTITIES = "Microsoft.ManagedIdentity/userAssignedIdentities"
@@ -41,13 +42,13 @@ def queue_problems(template: Template, root: Path, objects: list[dict]) -> list[
     triggers, the retry budget and the local broker assume."""
     problems: list[str] = []
     queues = {q["name"]: q.get("properties", {}) for q in template.resources_of(QUEUES)}
-    settings = _config_map(objects, "orders-settings")
+    app_settings = settings(objects)
     for setting in ("ORDERS_QUEUE", "ORDER_STATUS_QUEUE"):
-        if settings.get(setting) not in queues:
-            problems.append(f"{setting}={settings.get(setting)} names no queue in infra/")
+        if app_settings.get(setting) not in queues:
+            problems.append(f"{setting}={app_settings.get(setting)} names no queue in infra/")
     local = {q["name"]: q for q in json.loads((root / "localbus" / "default_config.json").read_text())["queues"]}
-    orders = queues.get(settings.get("ORDERS_QUEUE", "orders"), {})
-    status = queues.get(settings.get("ORDER_STATUS_QUEUE", "order-status"), {})
+    orders = queues.get(app_settings.get("ORDERS_QUEUE", "orders"), {})
+    status = queues.get(app_settings.get("ORDER_STATUS_QUEUE", "order-status"), {})
     triggers = _service_bus_triggers()
     if orders.get("requiresSession") != triggers["process_order"]:
         problems.append(f"queue orders: requiresSession is {orders.get('requiresSession')} but the process_order "
@@ -80,8 +81,8 @@ def name_problems(template: Template, objects: list[dict], namespace: str) -> li
     """Every Azure host name and resource name a manifest uses is one infra/ creates."""
     problems: list[str] = []
     names, location = template.variables["names"], template.parameters["location"]
-    settings = _config_map(objects, "orders-settings")
-    host_settings = _config_map(objects, "functions-host-settings")
+    app_settings = settings(objects)
+    host_settings = one(objects, "ConfigMap", "functions-host-settings")["data"]
     expected = {
         "ServiceBusConnection__fullyQualifiedNamespace": f"{names['serviceBus']}.servicebus.windows.net",
         "SQL_URL host": f"{names['sqlServer']}.database.windows.net",
@@ -91,9 +92,10 @@ def name_problems(template: Template, objects: list[dict], namespace: str) -> li
         "AzureWebJobsStorage__accountName": names["storage"],
         "namespace": template.variables["namespace"],
     }
-    sql, redis = urlsplit(settings.get("SQL_URL", "")), urlsplit(settings.get("REDIS_URL", ""))
+    sql, redis = urlsplit(app_settings.get("SQL_URL", "")), urlsplit(app_settings.get("REDIS_URL", ""))
     actual = {
-        "ServiceBusConnection__fullyQualifiedNamespace": settings.get("ServiceBusConnection__fullyQualifiedNamespace"),
+        "ServiceBusConnection__fullyQualifiedNamespace":
+            app_settings.get("ServiceBusConnection__fullyQualifiedNamespace"),
         "SQL_URL host": sql.hostname,
         "SQL_URL database": sql.path.lstrip("/"),
         "REDIS_URL host": redis.hostname,
@@ -125,7 +127,8 @@ def identity_problems(template: Template, objects: list[dict]) -> list[str]:
     identities = [i["name"] for i in template.resources_of(IDENTITIES)]
     if len(set(identities)) != len(workloads):
         problems.append(f"identities {identities} are not one per workload {[w['name'] for w in workloads]}")
-    accounts = {(o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects if o["kind"] == "ServiceAccount"}
+    accounts = {(o["metadata"].get("namespace"), o["metadata"]["name"])
+                for o in objects if o["kind"] == "ServiceAccount"}
     used = {(o["metadata"].get("namespace"), o["spec"]["template"]["spec"]["serviceAccountName"])
             for o in objects if o["kind"] == "Deployment"}
     for workload in workloads:
@@ -214,11 +217,3 @@ def _service_bus_triggers() -> dict[str, bool]:
     functions = [processing.process_order.build(func.AuthLevel.ANONYMOUS),
                  processing.handle_dead_lettered_order.build(func.AuthLevel.ANONYMOUS)]
     return {function.get_function_name(): bool(function.get_trigger().is_sessions_enabled) for function in functions}
-
-
-def _config_map(objects: list[dict], name: str) -> dict[str, str]:
-    for o in objects:
-        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith(f"{name}-") or \
-                (o["kind"] == "ConfigMap" and o["metadata"]["name"] == name):
-            return o["data"]
-    return {}
