@@ -111,16 +111,13 @@ class StatusNotifier:
         except BaseException:
             self._release_held(key)
             raise
-        held = self._reading.pop(key, [])
-        if current is not None and correlation_id in subscriber.subscriptions:
-            self._deliver_to(subscriber, current)
-        for event in held:
-            if correlation_id in subscriber.subscriptions:
-                self._deliver_to(subscriber, event)
+        self._release_held(key, first=current)
 
-    def _release_held(self, key: tuple[Subscriber, str]) -> None:
+    def _release_held(self, key: tuple[Subscriber, str], first: StatusEvent | None = None) -> None:
+        """Stop holding the order's events for this subscriber and deliver them, ``first`` before the rest."""
         subscriber, correlation_id = key
-        for event in self._reading.pop(key, []):
+        held = self._reading.pop(key, [])
+        for event in ([first] if first is not None else []) + held:
             if correlation_id in subscriber.subscriptions:
                 self._deliver_to(subscriber, event)
 
