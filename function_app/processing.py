@@ -12,6 +12,7 @@ import azure.functions as func
 
 from function_app.dead_letters import attempt_of, keep_command
 from function_app.retries import retrying_transient_errors
+from function_app.telemetry import timed
 from orders.bootstrap import order_service
 from orders.validation import parse_order_message
 
@@ -21,6 +22,7 @@ blueprint = func.Blueprint()
 @blueprint.function_name("process_order")
 @blueprint.service_bus_queue_trigger(arg_name="message", queue_name="%ORDERS_QUEUE%",
                                      connection="ServiceBusConnection", is_sessions_enabled=True)
+@timed
 async def process_order(message: func.ServiceBusMessage) -> None:
     # PoisonMessage: retried, then dead-lettered
     command = replace(parse_order_message(message.get_body()), attempt=attempt_of(message))
@@ -31,6 +33,7 @@ async def process_order(message: func.ServiceBusMessage) -> None:
 @blueprint.function_name("handle_dead_lettered_order")
 @blueprint.service_bus_queue_trigger(arg_name="message", queue_name="%ORDERS_QUEUE%/$DeadLetterQueue",
                                      connection="ServiceBusConnection")
+@timed
 async def handle_dead_lettered_order(message: func.ServiceBusMessage) -> None:
     command = keep_command(message)  # kept in SQL before the dead-letter queue lets go of it
     await retrying_transient_errors(lambda: order_service().keep_dead_letter(command),

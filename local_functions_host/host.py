@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from service_platform.azure_identity import close_process_credential
+from service_platform.telemetry import TelemetrySettings, configure_telemetry
+from service_platform.telemetry import configured as configured_telemetry
 
 from .app_settings import LocalSettings, apply_local_settings, selected_function_names
 from .connections import resolve_connection
@@ -72,6 +74,9 @@ def prepare(options: HostOptions, environ: MutableMapping[str, str] | None = Non
     local_settings = apply_local_settings(root, env)
     # After local.settings.json: its Values may hold AzureFunctionsJobHost__* overrides of host.json.
     host_config = load_host_config(root, env)
+    # The host's spans (HTTP requests, Service Bus deliveries) and the app's share this process's exporters,
+    # as the worker shares the host's trace context; before indexing, which reads PYTHON_ENABLE_OPENTELEMETRY.
+    configure_telemetry("functions", TelemetrySettings.from_environ(env))
     worker = InProcessWorker()
     indexed = index_app(root, env, worker)
 
@@ -163,6 +168,13 @@ class FunctionsHost:
             body_limit=body_limit,
             cors=prepared.cors,
         )
+        self.asgi_app: Any = self.http_app
+        if configured_telemetry() is not None:
+            from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+            # The server span of every request, continuing the caller's traceparent (the Functions host's
+            # request span in Azure); the app names it after the route it matched.
+            self.asgi_app = OpenTelemetryMiddleware(self.http_app, exclude_spans=["receive", "send"])
         self._stop_requested: asyncio.Event | None = None
         self._server: Any = None
         self.drained = True
@@ -212,7 +224,7 @@ class FunctionsHost:
         sock = _bind(self.options.host, self.prepared.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.http_app,
+            self.asgi_app,
             log_config=None,
             access_log=False,
             server_header=False,
@@ -255,6 +267,8 @@ class FunctionsHost:
         if not self.drained:
             log.warning("Invocations were still running at the shutdown timeout; exiting without them.")
         self.invoker.close()
+        if (telemetry := configured_telemetry()) is not None:
+            telemetry.shutdown()  # export the spans still buffered, while the credential is still open
         close_process_credential()  # the listeners' identity-based clients shared it
         self.state = "Stopped"
         log.info("Stopped.")

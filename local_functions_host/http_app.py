@@ -14,9 +14,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from service_platform.message_tracing import current_traceparent
+
 from .invocation import Invoker
 from .loader import FunctionSpec
 from .routes import RouteTemplate
+from .telemetry import name_request_span
 
 log = logging.getLogger("local_functions_host.http")
 
@@ -140,9 +143,11 @@ class FunctionsHttpApp:
             body=protos.TypedData(bytes=body),
         )
         metadata = {name: protos.TypedData(string=value) for name, value in params.items()}
+        name_request_span(method, self.url_path(route.spec), route.spec.name)
         try:
             response = await self._invoker.invoke(
-                route.spec, protos.TypedData(http=request), metadata, trace_parent=_header(scope, b"traceparent") or ""
+                route.spec, protos.TypedData(http=request), metadata,
+                trace_parent=current_traceparent() or _header(scope, b"traceparent") or "",
             )
         except Exception:
             # The invoker has logged the failure with the invocation id. The Functions host answers an

@@ -27,12 +27,14 @@ from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusReceivedMessage, 
 from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError, SessionLockLostError
 
 from service_platform.backoff import Backoff
+from service_platform.message_tracing import current_traceparent
 
 from .connections import ServiceBusConnection
 from .host_config import ServiceBusOptions
 from .invocation import Invoker
 from .loader import FunctionSpec
 from .binding_data import message_batch, single_message, trace_parent
+from .telemetry import delivery_span
 
 log = logging.getLogger("local_functions_host.servicebus")
 
@@ -320,8 +322,10 @@ class ServiceBusListener:
             return
         try:
             async with self._renewing_lock(receiver, [message]):
-                await self._invoker.invoke(self.spec, data, metadata, trace_parent=trace_parent(message),
-                                           log_fields=fields)
+                with delivery_span(self.spec, message):
+                    await self._invoker.invoke(self.spec, data, metadata,
+                                               trace_parent=current_traceparent() or trace_parent(message),
+                                               log_fields=fields)
         except Exception:
             # The invoker logged the failure. The host abandons an unsettled message on a failure whatever
             # autoCompleteMessages says; the broker counts the delivery and redelivers.

@@ -120,7 +120,7 @@ class LocalStack:
         self._start_identity_provider()
         self.env = self._environment()
         self._migrate_and_seed()
-        self.host = self._child("host", self._host_args())
+        self.host = self._child("host", self._host_args(), {**self.env, "OTEL_SERVICE_NAME": "orders-functions"})
         self.start_host()
         for index, port in enumerate(self.ports.websocket):
             ws = self._child(f"ws-{index}", ["-m", "websocket_service"], self._websocket_env(index, port))
@@ -244,6 +244,12 @@ class LocalStack:
             "STATUS_API_CLIENT_ID": DEV_WEBSOCKET_CLIENT_ID,
             "STATUS_API_CLIENT_SECRET": DEV_WEBSOCKET_CLIENT_SECRET,
             "WS_SIGN_IN_AUTHORITY": self.identity_url,
+            # Traces and metrics as OTLP JSON lines under the data dir (python -m local_traces reads them),
+            # written half a second after each span ends; the worker continues the host's trace context.
+            "LOCAL_TELEMETRY_DIR": str(self.data_dir / "telemetry"),
+            "OTEL_BSP_SCHEDULE_DELAY": "500",
+            "OTEL_METRIC_EXPORT_INTERVAL": "10000",
+            "PYTHON_ENABLE_OPENTELEMETRY": "true",
         }
         if self.broker is not None:
             defaults["ServiceBusConnection"] = connection_string_for(self.ports.broker)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, text
 
 from orders.adapters.clock import SystemClock
+from orders.adapters.order_metrics import OrderMetrics
 from orders.adapters.redis_accepted_records import RedisAcceptedRecordStore
 from orders.adapters.redis_submission_limits import RedisSubmissionLimiter
 from orders.adapters.servicebus_batch_sender import ServiceBusBatchSender
@@ -37,6 +38,7 @@ from service_platform.access_tokens import AccessTokenValidator
 from service_platform.notify_tokens import NotifyTokenSigner
 from service_platform.redis_clients import redis_client
 from service_platform.servicebus_clients import ServiceBusClientFactory
+from service_platform.telemetry import configure_telemetry, instrument_sql_engine
 
 # The SDK's default retries can hold a request for half a minute; intake must rather answer 503 quickly
 # (the client retries) and processing is retried by redelivery anyway.
@@ -57,15 +59,20 @@ class OrderService:
     access_tokens: AccessTokenValidator
     clock: Clock
     intake_options: IntakeOptions
+    metrics: OrderMetrics = field(default_factory=OrderMetrics)
 
     async def submit_order(self, command: SubmitOrder) -> Accepted:
-        return await handlers.submit_order(command, publisher=self.order_publisher,
-                                           accepted_records=self.accepted_records, limiter=self.limiter,
-                                           clock=self.clock, options=self.intake_options)
+        accepted = await handlers.submit_order(command, publisher=self.order_publisher,
+                                               accepted_records=self.accepted_records, limiter=self.limiter,
+                                               clock=self.clock, options=self.intake_options)
+        self.metrics.accepted()
+        return accepted
 
     def process_order(self, command: ProcessOrder) -> OrderOutcome:
-        return handlers.process_order(command, uow_factory=self.uow_factory, publisher=self.status_publisher,
-                                      limiter=self.limiter, clock=self.clock)
+        outcome = handlers.process_order(command, uow_factory=self.uow_factory, publisher=self.status_publisher,
+                                         limiter=self.limiter, clock=self.clock)
+        self.metrics.finished(outcome, command.accepted_at)
+        return outcome
 
     async def get_order_status(self, correlation_id: str, caller: Caller, receipt: str | None = None) -> OrderOutcome:
         return await handlers.get_order_status(correlation_id, caller, uow_factory=self.uow_factory,
@@ -77,8 +84,12 @@ class OrderService:
 
     # ----- dead letters -------------------------------------------------------------------------
     def keep_dead_letter(self, command: KeepDeadLetter) -> OrderOutcome | None:
-        return dead_letters.keep_dead_letter(command, uow_factory=self.uow_factory, publisher=self.status_publisher,
-                                             limiter=self.limiter, clock=self.clock)
+        outcome = dead_letters.keep_dead_letter(command, uow_factory=self.uow_factory,
+                                                publisher=self.status_publisher, limiter=self.limiter, clock=self.clock)
+        self.metrics.dead_lettered(command.dead_letter.reason)
+        if outcome is not None:
+            self.metrics.finished(outcome, command.dead_letter.enqueued_at)
+        return outcome
 
     async def list_dead_letters(self, caller: Caller, criteria: DeadLetterFilter) -> list[DeadLetter]:
         return await asyncio.to_thread(dead_letters.list_dead_letters, caller, criteria,
@@ -119,6 +130,7 @@ def build_order_service(settings: OrderSettings) -> OrderService:
         settings.servicebus_connection.get_secret_value() if settings.servicebus_connection else None,
         settings.servicebus_namespace, settings.azure_client_id, client_options=SERVICEBUS_RETRY_OPTIONS)
     engine = create_engine_for(settings)
+    instrument_sql_engine(engine)
     redis_url, entra = settings.redis_url, settings.redis_entra_auth
     return OrderService(
         settings=settings,
@@ -158,5 +170,6 @@ def order_service() -> OrderService:
     if _service is None:
         with _lock:
             if _service is None:
+                configure_telemetry("orders-functions")
                 _service = build_order_service(OrderSettings())
     return _service

@@ -1,8 +1,8 @@
 """One log schema for every process of the system: a JSON object per line.
 
 ``time`` (UTC, milliseconds), ``level``, ``service``, ``logger``, ``message``, then ``correlationId`` and any
-other field passed in ``extra`` or supplied by a context (the local host's invocation fields), and
-``exception`` with the traceback. Files and containers keep these lines; ``console_line`` renders one for a
+other field passed in ``extra`` or supplied by a context (the local host's invocation fields), ``trace_id`` and
+``span_id`` of the current span when tracing is on, and ``exception`` with the traceback. Files and containers keep these lines; ``console_line`` renders one for a
 person at a terminal.
 """
 
@@ -20,6 +20,8 @@ _STANDARD_ATTRIBUTES = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys() | {"message", "asctime", "taskName", "color_message"}
 )
 _HEAD = ("time", "level", "service", "logger", "message", "correlationId")
+# Kept in the files; at a terminal the span ids are noise (``python -m local_traces`` shows an order's trace).
+_NOT_ON_CONSOLE = frozenset({"exception", "trace_id", "span_id"})
 
 ContextFields = Callable[[], Mapping[str, Any] | None]
 
@@ -46,8 +48,12 @@ class JsonFormatter(logging.Formatter):
         current = self.context() if self.context is not None else None
         if current:
             entry.update((key, value) for key, value in current.items() if value is not None)
+        trace_id = getattr(record, "otelTraceID", "0")
+        if trace_id != "0":  # set by OpenTelemetry's logging instrumentation while a span is current
+            entry["trace_id"] = trace_id
+            entry["span_id"] = getattr(record, "otelSpanID", "")
         for key in sorted(record.__dict__.keys() - _STANDARD_ATTRIBUTES):
-            if not key.startswith("_"):
+            if not key.startswith(("_", "otel")):
                 entry[key] = record.__dict__[key]
         if record.exc_info and record.exc_info[0] is not None:
             entry["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
@@ -100,7 +106,7 @@ def console_line(line: str, *, colour: bool = False, default_service: str = "") 
     parts = [f"{stamp:<12}", f"{service:<9}", f"{level:<7}", message]
     if correlation_id:
         parts.append(f"correlationId={correlation_id}")
-    extras = {k: v for k, v in entry.items() if k not in _HEAD and k != "exception"}
+    extras = {k: v for k, v in entry.items() if k not in _HEAD and k not in _NOT_ON_CONSOLE}
     parts.extend(f"{key}={value}" for key, value in extras.items() if value not in (None, ""))
     rendered = " ".join(parts)
     if colour and level in _LEVEL_COLOURS:

@@ -7,6 +7,7 @@ import resource
 
 import uvicorn
 
+from service_platform.telemetry import configure_telemetry
 from websocket_service.app import build_app
 from websocket_service.bootstrap import Services, bootstrap
 from websocket_service.logs import configure_logging
@@ -54,6 +55,7 @@ def serve(services: Services) -> None:
 def main() -> None:
     settings = WebSocketSettings()
     configure_logging(settings.log_level, settings.instance_id)
+    configure_telemetry("orders-websocket")
     serve(bootstrap(settings))
 
 

@@ -6,6 +6,7 @@ translation between HTTP and the service layer; the decisions live in ``core`` a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -15,12 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from service_platform.notify_tokens import InvalidNotifyToken
+from service_platform.telemetry import configured as configured_telemetry
+from service_platform.trace_files import order_trace, phases, waterfall
 from websocket_service.core import InvalidEvent, StatusEvent
 from websocket_service.forwarder import INTERNAL_EVENTS_PATH
 
@@ -95,6 +101,21 @@ def build_app(services: Services) -> Starlette:
                   if k.lower() in ("content-type", "location", "retry-after", "www-authenticate")}
         return Response(upstream.content, upstream.status_code, headers=passed)
 
+    async def order_trace_rows(request: Request) -> Response:
+        """The order's spans as waterfall rows, for the page's timeline; with the order's notify token."""
+        correlation_id = request.path_params["correlation_id"]
+        try:
+            gateway.notify_tokens.verify(request.query_params.get("token"), correlation_id)
+        except InvalidNotifyToken as exc:
+            return JSONResponse({"error": f"{exc}: pass the order's notifyToken as ?token="}, 403)
+        local_dir = trace_dir()
+        if local_dir is None:
+            return JSONResponse({"error": "no local trace files here (LOCAL_TELEMETRY_DIR is not set)"}, 404)
+        spans = await asyncio.to_thread(order_trace, local_dir, correlation_id)
+        return JSONResponse({"correlationId": correlation_id, "phases": phases(spans),
+                             "spans": [row.to_json() for row in waterfall(spans)]},
+                            headers={"Cache-Control": "no-store"})
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.start()
@@ -103,6 +124,9 @@ def build_app(services: Services) -> Starlette:
         finally:
             services.shutting_down = True
             await gateway.shutdown()
+            if (telemetry := configured_telemetry()) is not None:
+                # The spans still buffered, while the identity the exporter may use is still open.
+                await asyncio.to_thread(telemetry.shutdown)
             await services.stop()
 
     routes: list = [
@@ -110,6 +134,7 @@ def build_app(services: Services) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/config.json", page_config),
+        Route("/traces/{correlation_id}", order_trace_rows),
     ]
     if settings.proxy_api:
         routes += [
@@ -118,4 +143,15 @@ def build_app(services: Services) -> Starlette:
             Route("/api/orders/{correlation_id}", api_proxy, methods=["GET"]),
         ]
     routes.append(Mount("/", app=StaticFiles(directory=STATIC_DIR, html=True), name="page"))
-    return Starlette(routes=routes, lifespan=lifespan)
+    middleware = []
+    if configured_telemetry() is not None:
+        # Server spans of the HTTP routes (forwards between instances join the event's trace); WebSocket
+        # upgrades never reach the app.
+        middleware.append(Middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"],
+                                     excluded_urls="healthz,readyz"))
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+
+
+def trace_dir() -> Path | None:
+    telemetry = configured_telemetry()
+    return None if telemetry is None else telemetry.settings.local_dir

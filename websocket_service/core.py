@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from service_platform.correlation_ids import is_correlation_id
+
+T = TypeVar("T")
 
 TERMINAL_STATUSES = frozenset({"Completed", "Rejected", "Failed"})
 KNOWN_STATUSES = frozenset({"Accepted"}) | TERMINAL_STATUSES
@@ -47,6 +49,9 @@ class StatusEvent:
     reason: str | None = None
     updated_at: str | None = None
     attempt: int = 1  # a replay of the order's dead letter starts the next attempt
+    #: The W3C trace context of the event's receipt, so that its pushes join the order's trace; travels with
+    #: forwards between instances, never to clients.
+    traceparent: str | None = field(default=None, compare=False)
 
     @property
     def terminal(self) -> bool:
@@ -78,6 +83,7 @@ class StatusEvent:
             reason=_optional_str(data, "reason"),
             updated_at=_optional_str(data, "updatedAt"),
             attempt=attempt,
+            traceparent=_optional_str(data, "traceparent"),
         )
 
     @classmethod
@@ -90,11 +96,14 @@ class StatusEvent:
 
     def to_mapping(self) -> dict[str, Any]:
         """The status shape (``order-status`` body, status answer, forwards between instances)."""
-        return {
+        mapping: dict[str, Any] = {
             "correlationId": self.correlation_id, "status": self.status, "orderId": self.order_id,
             "total": self.total, "currency": self.currency, "reason": self.reason, "updatedAt": self.updated_at,
             "attempt": self.attempt,
         }
+        if self.traceparent:
+            mapping["traceparent"] = self.traceparent
+        return mapping
 
     def to_frame(self) -> str:
         """The server frame for this event; the WebSocket contract names the time ``at``."""
@@ -200,7 +209,7 @@ class SocketSubscriptions:
         return True
 
 
-class Outbox:
+class Outbox(Generic[T]):
     """A bounded queue of frames waiting to be written to one socket.
 
     A client that does not read makes the transport stop accepting writes; frames then pile up here. Past
@@ -212,13 +221,13 @@ class Outbox:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._frames: deque[str] = deque()
+        self._frames: deque[T] = deque()
         self.overflowed = False
 
     def __len__(self) -> int:
         return len(self._frames)
 
-    def offer(self, frame: str) -> bool:
+    def offer(self, frame: T) -> bool:
         """Queue ``frame``; False (and ``overflowed`` set) when the bound is exceeded or was before."""
         if self.overflowed:
             return False
@@ -229,7 +238,7 @@ class Outbox:
         self._frames.append(frame)
         return True
 
-    def take(self) -> str | None:
+    def take(self) -> T | None:
         return self._frames.popleft() if self._frames else None
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from opentelemetry.trace import Span
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
@@ -39,6 +40,7 @@ from websocket_service.core import (
     is_correlation_id,
     parse_client_frame,
 )
+from websocket_service import telemetry
 from websocket_service.notifier import StatusNotifier
 
 log = logging.getLogger("websocket_service.gateway")
@@ -103,15 +105,17 @@ class SocketSession:
 
     def deliver(self, event: StatusEvent) -> None:
         if self.subscriptions.admit(event):
-            self._queue(event.to_frame())
+            self._queue(event.to_frame(), telemetry.start_push(event))
 
     def send_error(self, message: str) -> None:
-        self._queue(error_frame(message))
+        self._queue(error_frame(message), None)
 
-    def _queue(self, frame: str) -> None:
+    def _queue(self, frame: str, push: Span | None) -> None:
         if self._closing:
+            telemetry.push_abandoned(push, "socket closing")
             return
-        if not self.outbox.offer(frame):
+        if not self.outbox.offer((frame, push)):
+            telemetry.push_abandoned(push, "send queue overflowed")
             self._closing = True
             self._gateway.overflowed(self)
             return
@@ -121,10 +125,15 @@ class SocketSession:
                 self._writer = None
 
     async def _drain(self) -> None:
+        push = None
         try:
-            while (frame := self.outbox.take()) is not None:
+            while (queued := self.outbox.take()) is not None:
+                frame, push = queued
                 await self.connection.send(frame)
+                telemetry.pushed(push)
+                push = None
         except ConnectionClosed:
+            telemetry.push_abandoned(push, "socket closed")
             self._closing = True
         finally:
             self._writer = None
@@ -134,6 +143,8 @@ class SocketSession:
         if self._writer is not None:
             self._writer.cancel()
             self._writer = None
+        while (queued := self.outbox.take()) is not None:
+            telemetry.push_abandoned(queued[1], "socket closed")
 
 
 class SocketGateway:
@@ -189,8 +200,12 @@ class SocketGateway:
                 connection.transport.abort()
                 return
             connection.start_keepalive()
-            async with connection:
-                await self._serve(connection)
+            telemetry.connection_opened()
+            try:
+                async with connection:
+                    await self._serve(connection)
+            finally:
+                telemetry.connection_closed()
         except Exception:  # noqa: BLE001 - never leak a socket, whatever failed
             log.exception("socket handler failed")
             connection.transport.abort()

@@ -15,6 +15,7 @@ from typing import Any
 
 from service_platform.backoff import Backoff
 from service_platform.servicebus_clients import ServiceBusClientFactory
+from websocket_service import telemetry
 from websocket_service.core import Disposition, InvalidEvent, StatusEvent
 from websocket_service.ports import EventBatchHandler
 
@@ -92,7 +93,9 @@ class ServiceBusStatusConsumer:
                     await receiver.dead_letter_message(message, reason="InvalidStatusEvent",
                                                        error_description=str(exc)[:1000])
                     continue
-                [disposition] = await handle([(event, message.delivery_count or 0)])
+                with telemetry.receipt(self._queue, message.application_properties, event,
+                                       str(message.message_id or "")) as event:
+                    [disposition] = await handle([(event, message.delivery_count or 0)])
                 if disposition == Disposition.RETRY_LATER:
                     # Held (locked) and routed again in a moment, without holding up the messages behind it.
                     task = asyncio.get_running_loop().create_task(self._route_later(receiver, message, event, handle))

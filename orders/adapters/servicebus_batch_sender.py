@@ -78,6 +78,10 @@ class ServiceBusBatchSender:
         self._last_error: str | None = None
         self.batches_sent = 0
 
+    @property
+    def queue(self) -> str:
+        return self._queue
+
     async def publish(self, envelope: Envelope) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((envelope, future))

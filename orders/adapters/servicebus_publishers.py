@@ -16,6 +16,7 @@ from orders.domain.errors import AcceptanceUnknown, TransientError
 from orders.domain.events import OrderStatusChanged
 from orders.domain.model import MESSAGE_SCHEMA_VERSION, OrderMessage
 from orders.json_contracts import order_message_json, status_json
+from service_platform.message_tracing import send_span
 
 
 #: The application property that carries an order's attempt number from the second attempt on (a replay).
@@ -37,22 +38,23 @@ class ServiceBusOrderPublisher:
         self._publisher = publisher
 
     async def publish(self, message: OrderMessage) -> None:
-        properties: dict[str, str | int] = {"schemaVersion": MESSAGE_SCHEMA_VERSION}
-        if message.traceparent:
-            properties["traceparent"] = message.traceparent
-        if message.attempt != 1:
-            properties[ATTEMPT_PROPERTY] = message.attempt
-        envelope = Envelope(
-            body=order_message_body(message), message_id=message.deduplication_key,
-            correlation_id=message.correlation_id, session_id=message.ordering_key,
-            application_properties=properties,
-        )
-        try:
-            await self._publisher.publish(envelope)
-        except AcknowledgementUnknown as error:
-            raise AcceptanceUnknown(str(error)) from error
-        except SendFailed as error:
-            raise TransientError(str(error)) from error
+        with send_span(self._publisher.queue, message_id=message.deduplication_key,
+                       correlation_id=message.correlation_id, session_id=message.ordering_key,
+                       fallback_traceparent=message.traceparent) as trace_properties:
+            properties: dict[str, str | int] = {"schemaVersion": MESSAGE_SCHEMA_VERSION, **trace_properties}
+            if message.attempt != 1:
+                properties[ATTEMPT_PROPERTY] = message.attempt
+            envelope = Envelope(
+                body=order_message_body(message), message_id=message.deduplication_key,
+                correlation_id=message.correlation_id, session_id=message.ordering_key,
+                application_properties=properties,
+            )
+            try:
+                await self._publisher.publish(envelope)
+            except AcknowledgementUnknown as error:
+                raise AcceptanceUnknown(str(error)) from error
+            except SendFailed as error:
+                raise TransientError(str(error)) from error
 
     async def check(self) -> None:
         try:
@@ -88,13 +90,15 @@ class ServiceBusStatusEventPublisher:
         self._lock = threading.Lock()
 
     def publish(self, event: OrderStatusChanged) -> None:
-        envelope = Envelope(body=_json(status_json(event.outcome)), message_id=event.deduplication_key,
-                            correlation_id=event.correlation_id)
-        publisher = self._started()
-        try:
-            self._run(publisher.publish(envelope))
-        except (SendFailed, TimeoutError) as error:
-            raise TransientError(f"status event for {event.correlation_id} not sent: {error}") from error
+        with send_span(self._queue, message_id=event.deduplication_key,
+                       correlation_id=event.correlation_id) as trace_properties:
+            envelope = Envelope(body=_json(status_json(event.outcome)), message_id=event.deduplication_key,
+                                correlation_id=event.correlation_id, application_properties=dict(trace_properties))
+            publisher = self._started()
+            try:
+                self._run(publisher.publish(envelope))
+            except (SendFailed, TimeoutError) as error:
+                raise TransientError(f"status event for {event.correlation_id} not sent: {error}") from error
 
     def close(self) -> None:
         with self._lock:

@@ -305,7 +305,54 @@ class OrderTracker {
       this.stopPolling();
       this.channel("done", "Final");
       if (this.socket) this.socket.close(1000, "order finished");
+      this.showTimeline();
     }
+  }
+
+  // Locally the services write their spans to files, which the WebSocket service reads back: the order's
+  // journey from the request to this page. Spans reach the files about half a second after each step.
+  async showTimeline(tries = 8) {
+    let trace;
+    try {
+      const url = `/traces/${encodeURIComponent(this.id)}?token=${encodeURIComponent(this.token)}`;
+      const response = await fetch(url, { headers: { Accept: "application/json" } });
+      if (!response.ok) return; // no local trace files (Azure keeps traces in Application Insights)
+      trace = await response.json();
+    } catch {
+      return;
+    }
+    const pushed = trace.spans.some((span) => span.name.startsWith("push"));
+    if (!pushed && tries > 1) {
+      setTimeout(() => this.showTimeline(tries - 1), 750);
+      if (!trace.spans.length) return;
+    }
+    const names = { intake: "in intake", queue: "in the queue", processing: "in processing", toSocket: "to the socket" };
+    $(".timeline .phases", this.card).textContent = Object.entries(trace.phases)
+      .map(([key, ms]) => `${names[key]} ${ms.toFixed(1)} ms`).join(" · ");
+    const total = Math.max(1, ...trace.spans.map((span) => span.offsetMs + span.durationMs));
+    const body = $(".timeline tbody", this.card);
+    body.replaceChildren(...trace.spans.map((span) => {
+      const row = document.createElement("tr");
+      row.dataset.status = span.status;
+      const cells = [span.service, "\u00a0\u00a0".repeat(span.depth) + span.name, span.offsetMs.toFixed(1),
+                     span.durationMs.toFixed(1)];
+      for (const [index, text] of cells.entries()) {
+        const cell = document.createElement("td");
+        cell.textContent = text;
+        if (index >= 2) cell.className = "num";
+        row.append(cell);
+      }
+      const bar = document.createElement("span");
+      bar.className = "bar";
+      bar.style.marginLeft = `${(span.offsetMs / total) * 100}%`;
+      bar.style.width = `${Math.max(0.5, (span.durationMs / total) * 100)}%`;
+      const when = document.createElement("td");
+      when.className = "when";
+      when.append(bar);
+      row.append(when);
+      return row;
+    }));
+    $(".timeline", this.card).hidden = false;
   }
 }
 
