@@ -165,7 +165,7 @@ def phases(spans: list[SpanRecord]) -> dict[str, float]:
     server = child(None, "server")
     if server is not None:
         result["intake"] = server.duration_ms
-    send = child(server, "producer") if server else None
+    send = descendant(server, "producer")  # under the page's proxy, the intake's own request span is a child
     process = child(send, "consumer", last=True)
     if send is not None and process is not None:
         result["queue"] = max(0.0, (process.start_ns - send.end_ns) / 1e6)

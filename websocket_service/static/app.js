@@ -310,7 +310,8 @@ class OrderTracker {
   }
 
   // Locally the services write their spans to files, which the WebSocket service reads back: the order's
-  // journey from the request to this page. Spans reach the files about half a second after each step.
+  // journey from the request to this page. Spans reach the files about half a second after each step. An
+  // order that was finished before the socket subscribed has no push: its timeline ends with processing.
   async showTimeline(tries = 8) {
     let trace;
     try {
@@ -321,8 +322,9 @@ class OrderTracker {
     } catch {
       return;
     }
-    const pushed = trace.spans.some((span) => span.name.startsWith("push"));
-    if (!pushed && tries > 1) {
+    // Each service exports on its own: wait until every phase can be told (a push, and what led to it).
+    const whole = ["intake", "queue", "processing", "toSocket"].every((phase) => phase in trace.phases);
+    if (!whole && tries > 1) {
       setTimeout(() => this.showTimeline(tries - 1), 750);
       if (!trace.spans.length) return;
     }

@@ -216,7 +216,10 @@ def test_page_on_the_whole_system(browser_page, tmp_path: Path) -> None:
     page = browser_page
     polls: list[str] = []
     page.on("request", lambda r: polls.append(r.url) if r.method == "GET" and "/api/orders/" in r.url else None)
-    with running_stack(tmp_path / "stack", StackPorts.free(), environ={}) as stack:
+    # The processor starts once the page follows the order, so that its status comes as a push (and the page's
+    # timeline shows the push), not from the socket's first status read.
+    http_only = ["submit_order", "get_order_status", "list_products", "health", "readiness", "openapi_document"]
+    with running_stack(tmp_path / "stack", StackPorts.free(), environ={}, host_functions=http_only) as stack:
         page.goto(stack.page_url)
         page.get_by_role("button", name="Sign in").click()  # to the identity provider and back (PKCE)
         page.get_by_role("link", name="Alice (customer)").click()
@@ -227,9 +230,23 @@ def test_page_on_the_whole_system(browser_page, tmp_path: Path) -> None:
         first.locator("input[type=number]").fill("1")
         page.get_by_role("button", name="Place order").click()
         card = page.locator("#orders li").first
+        card.locator(".channel").get_by_text("Live").wait_for(timeout=30000)
+        stack.host.stop()
+        stack.start_host(functions=[])  # every function
         card.locator(".badge").get_by_text("Completed").wait_for(timeout=30000)
         assert card.locator(".order-id").inner_text().strip().isdigit()
         assert card.locator(".channel").get_attribute("data-mode") == "done"
         page.locator("#products tbody tr").first.locator("td.num").nth(1).get_by_text(
             str(stock_before - 1), exact=True).wait_for(timeout=10000)
+        # The order's journey, read back from the spans the services wrote under the stack's data dir.
+        timeline = card.locator(".timeline")
+        timeline.locator("tbody tr", has_text="push status").wait_for(state="attached", timeout=15000)
+        timeline.locator("summary").click()
+        phases = timeline.locator(".phases").inner_text()
+        for phase in ("in intake", "in the queue", "in processing", "to the socket"):
+            assert phase in phases, phases
+        steps = [row.strip() for row in timeline.locator("tbody tr td:nth-child(2)").all_inner_texts()]
+        assert steps[0] == "POST /api/orders" and "send orders" in steps and "process orders" in steps
+        services = set(timeline.locator("tbody tr td:nth-child(1)").all_inner_texts())
+        assert services == {"orders-functions", "orders-websocket"}
     assert polls == [], "the status arrived by polling, not over the WebSocket"

@@ -47,3 +47,16 @@ def test_a_failed_span_reads_as_an_error(tmp_path: Path) -> None:
     [record] = order_trace(tmp_path, ORDER)
 
     assert record.status == "error" and record.status_message == "boom"
+
+
+def test_phases_of_an_order_placed_through_the_pages_proxy(tmp_path: Path) -> None:
+    """The page posts through the WebSocket service, whose request span is then the root of the trace."""
+    (tmp_path / "p-1.traces.jsonl").write_text(line(
+        "orders-websocket",
+        span("p1", "POST /api/orders", 2, 0, 20),
+        span("p2", "POST", 3, 1, 19, "p1"),
+        span("p3", "POST /api/orders", 2, 2, 18, "p2"),
+        span("p4", "send orders", 4, 5, 17, "p3", correlation_id=ORDER),
+        span("p5", "process orders", 5, 30, 50, "p4", correlation_id=ORDER)) + "\n")
+
+    assert phases(order_trace(tmp_path, ORDER)) == {"intake": 20, "queue": 13, "processing": 20}

@@ -70,6 +70,17 @@ def test_status_event_round_trips_to_a_frame_that_names_the_time_at() -> None:
     assert json.loads(parsed.to_frame()) == {"type": "status", **frame}
 
 
+def test_the_trace_context_travels_with_forwards_but_never_to_clients() -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    traced = StatusEvent.from_mapping({"correlationId": CID, "status": "Completed", "traceparent": traceparent})
+
+    assert StatusEvent.from_mapping(traced.to_mapping()).traceparent == traceparent
+    assert "traceparent" not in json.loads(traced.to_frame())
+    assert traced == StatusEvent(CID, "Completed"), "the same status, whichever trace delivered it"
+    with pytest.raises(InvalidEvent, match="traceparent"):
+        StatusEvent.from_mapping({"correlationId": CID, "status": "Completed", "traceparent": 1})
+
+
 def test_status_api_answer_and_event_share_one_shape() -> None:
     parsed = StatusEvent.from_mapping({"correlationId": CID, "status": "Accepted", "orderId": None, "total": None,
                                        "currency": "EUR", "reason": None, "updatedAt": "2026-01-01T00:00:00Z"})
