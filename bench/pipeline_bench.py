@@ -10,7 +10,11 @@ Measured in one run, on the whole system started as real processes (broker, Redi
 - invocation cost: CPU per invocation of no-op functions through the worker library, next to the function
   alone and to the host's former own conversion (bench/invocation_cost.py);
 - accepted→Completed latency at fixed offered rates (``--rates``), spread over ``--customers`` customers, sent
-  open-loop by a separate process against one host running all functions.
+  open-loop by a separate process against one host running all functions;
+- tracing: intake and processing CPU per order with OpenTelemetry off and on (every trace sampled, spans and
+  metrics exported as OTLP JSON lines, as ``scripts/run`` does), one stack each in the same run.
+
+Tracing is off in every other phase (``LOCAL_TELEMETRY_DIR`` empty), so their figures compare with earlier runs.
 
 The load generator for intake is ``wrk`` (C, event-driven; a Lua script varies the customer and counts 202s):
 at 64 connections it needs a fraction of a core, where a Python client would need more CPU than the server
@@ -279,6 +283,108 @@ class Report:
     validation_cpu_us: tuple[float, float] | None = None
     # (path, median µs of CPU per invocation, spread over the rounds), from bench/invocation_cost.py
     invocation_us: list[tuple[str, float, float]] = field(default_factory=list)
+    tracing: list[TracingResult] = field(default_factory=list)
+
+
+@dataclass
+class TracingResult:
+    name: str
+    intake_cpu_us: float
+    intake_rps: float
+    processing_cpu_us: float
+    processing_rps: float
+    spans_per_order: float
+
+
+TRACING_OFF = {"LOCAL_TELEMETRY_DIR": "", "PYTHON_ENABLE_OPENTELEMETRY": "false"}
+
+
+def measure_tracing(options: argparse.Namespace, script: Path, data_dir: Path) -> list[TracingResult]:
+    """The same steps on one stack per variant, tracing off first: queue orders, process them, then intake
+    under wrk."""
+    results = []
+    sink_port = free_port()
+    sink = subprocess.Popen([sys.executable, "-m", "bench.pipeline_bench", "--serve-otlp-sink", str(sink_port)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(sink_port)
+    otlp = {**TRACING_OFF, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}"}
+    seen = {"spans": 0, "send orders": 0}
+    variants = [("tracing off", TRACING_OFF),
+                ("tracing on, 100% sampled, OTLP/HTTP", {**otlp, "OTEL_TRACES_SAMPLER": "always_on"}),
+                ("tracing on, 100% sampled, JSON lines file", {"OTEL_TRACES_SAMPLER": "always_on"}),
+                ("tracing on, 20% sampled (the prod overlay), OTLP/HTTP",
+                 {**otlp, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.2"}),
+                ("tracing on, 0% sampled (instrumentation alone), OTLP/HTTP",
+                 {**otlp, "OTEL_TRACES_SAMPLER": "always_off"})]
+    for index, (name, environ) in enumerate(variants):
+        folder = data_dir / f"variant-{index}"
+        with running(Bench(options, folder, environ=environ)) as bench:
+            note(f"{name}:")
+            bench.preload(options.tracing_orders)
+            processed = bench.processing()
+            bench.restart_host(HTTP_FUNCTIONS)
+            intake = bench.intake(script)
+            if "OTEL_EXPORTER_OTLP_ENDPOINT" in environ:
+                bench.stack.host.stop()  # it exports the spans it still holds as it stops
+                import urllib.request
+
+                with urllib.request.urlopen(f"http://127.0.0.1:{sink_port}/counts", timeout=10) as answer:
+                    counts = json.load(answer)
+                spans, sends = counts["spans"] - seen["spans"], counts["send orders"] - seen["send orders"]
+                seen = counts
+            else:
+                names = [name for path in (folder / "telemetry").glob("*.traces.jsonl") for name in _span_names(path)]
+                spans, sends = len(names), names.count("send orders")  # one send per accepted order
+            results.append(TracingResult(name, intake.server_cpu_us, intake.requests_per_s, processed.host_cpu_us,
+                                         processed.orders_per_s, spans / sends if sends else float("nan")))
+    sink.terminate()
+    sink.wait(10)
+    return results
+
+
+def serve_otlp_sink(port: int) -> None:
+    """An OTLP/HTTP receiver that counts the spans it is sent (all, and ``send orders``) and keeps nothing;
+    ``GET /counts`` answers them. Its CPU is not measured."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    counts = {"spans": 0, "send orders": 0}
+
+    class Sink(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == "/v1/traces":
+                request = ExportTraceServiceRequest.FromString(body)
+                names = [span.name for r in request.resource_spans for s in r.scope_spans for span in s.spans]
+                counts["spans"] += len(names)
+                counts["send orders"] += names.count("send orders")
+            self._answer(b"", "application/x-protobuf")
+
+        def do_GET(self) -> None:
+            self._answer(json.dumps(counts).encode(), "application/json")
+
+        def _answer(self, body: bytes, content_type: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", port), Sink).serve_forever()
+
+
+def _span_names(path: Path) -> Iterator[str]:
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            for resource in json.loads(line)["resourceSpans"]:
+                for scope in resource["scopeSpans"]:
+                    yield from (span["name"] for span in scope["spans"])
 
 
 def measure_invocation_cost(messages: int) -> list[tuple[str, float, float]]:
@@ -339,11 +445,12 @@ def measure_baseline(options: argparse.Namespace, script: Path) -> IntakeResult:
 class Bench:
     """The stack under test and the steps run against it."""
 
-    def __init__(self, options: argparse.Namespace, data_dir: Path) -> None:
+    def __init__(self, options: argparse.Namespace, data_dir: Path, environ: dict[str, str] | None = None) -> None:
         from local_stack.stack import LocalStack, StackPorts
 
         self.options = options
-        environ = {f"{SERVICE_BUS_SETTING}{key}": value for key, value in options.service_bus}
+        environ = {**(TRACING_OFF if environ is None else environ),
+                   **{f"{SERVICE_BUS_SETTING}{key}": value for key, value in options.service_bus}}
         # A few customers send thousands of orders a minute here: the per-customer abuse limits would refuse
         # almost all of them, so they are out of the way (their Redis round trips still run).
         environ |= {"CUSTOMER_MAX_ORDERS_PER_MINUTE": "1000000000", "CUSTOMER_MAX_ORDERS_IN_FLIGHT": "1000000000"}
@@ -634,6 +741,20 @@ def render(report: Report, options: argparse.Namespace, started_load: str) -> st
                      f"{options.rate_duration:.0f}s per rate:")
         table(["offered", "achieved", "POST→202 p50 ms", "p99 ms", "POST→Completed p50 ms", "p99 ms", "max ms",
                "Completed", "host CPU", "target p50 ≤50 ms, p99 ≤250 ms (at 200/s)"], rows)
+    if report.tracing:
+        off = report.tracing[0]
+        rows = []
+        for r in report.tracing:
+            intake_ratio, processing_ratio = r.intake_cpu_us / off.intake_cpu_us, r.processing_cpu_us / off.processing_cpu_us
+            rows.append([r.name, f"{r.intake_cpu_us:.0f}", f"{intake_ratio:.2f}×", f"{r.intake_rps:,.0f}",
+                         f"{r.processing_cpu_us:.0f}", f"{processing_ratio:.2f}×", f"{r.processing_rps:,.0f}",
+                         "" if r is off else ("—" if r.spans_per_order != r.spans_per_order else f"{r.spans_per_order:.1f}"),
+                         _mark(intake_ratio <= 1.15 and processing_ratio <= 1.15) if "100%" in r.name else ""])
+        lines.append(f"Tracing cost: one stack per row, in this run ({options.tracing_orders:,} orders queued then "
+                     f"processed by one host, then intake at {options.connections} connections for "
+                     f"{options.duration:.0f}s); the ratios are to the first row:")
+        table(["", "intake CPU µs/order", "ratio", "202/s", "processing CPU µs/order", "ratio", "orders/s",
+               "spans exported per traced order", "target ≤1.15× CPU (100% sampled)"], rows)
     return "\n".join(lines)
 
 
@@ -667,13 +788,16 @@ def main() -> int:
     parser.add_argument("--service-bus", action="append", default=[], type=_setting, metavar="NAME=VALUE",
                         help="override a host.json extensions.serviceBus setting for the host, e.g. "
                         "maxConcurrentSessions=64 (repeatable; default: host.json as it is)")
-    parser.add_argument("--only", default="intake,invocation,processing,latency",
-                        help="phases to run, comma-separated (default: all four)")
+    parser.add_argument("--only", default="intake,invocation,processing,latency,tracing",
+                        help="phases to run, comma-separated (default: all five)")
+    parser.add_argument("--tracing-orders", type=int,
+                        help="orders queued and processed per stack in the tracing phase (default 3000, quick 1000)")
     parser.add_argument("--processing-orders", type=int,
                         help="orders queued for the processing phase (default 10000, quick 3000)")
     parser.add_argument("--keep-data", action="store_true", help="keep the run's folder (logs, SQLite, broker store)")
     # child roles
     parser.add_argument("--serve-baseline", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-otlp-sink", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--send-at-rate", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
@@ -686,6 +810,9 @@ def main() -> int:
         print(json.dumps([(c.name, c.microseconds, c.spread) for c in measure(options.invocation_costs)]))
         return 0
 
+    if options.serve_otlp_sink:
+        serve_otlp_sink(options.serve_otlp_sink)
+        return 0
     if options.serve_baseline:
         serve_baseline(options.serve_baseline)
         return 0
@@ -698,9 +825,10 @@ def main() -> int:
     options.duration = options.duration or (3.0 if options.quick else 10.0)
     options.warmup = options.warmup if options.warmup is not None else (1.0 if options.quick else 2.0)
     options.processing_orders = options.processing_orders or (3000 if options.quick else 10000)
+    options.tracing_orders = options.tracing_orders or (1000 if options.quick else 3000)
     options.rate_duration = options.rate_duration or (5.0 if options.quick else 20.0)
     phases = {phase.strip() for phase in options.only.split(",") if phase.strip()}
-    if "intake" in phases and shutil.which("wrk") is None:
+    if phases & {"intake", "tracing"} and shutil.which("wrk") is None:
         print("wrk is not installed; it generates the intake load. Install it with `apt-get install -y wrk`.",
               file=sys.stderr)
         return 2
@@ -732,6 +860,8 @@ def main() -> int:
                     bench.restart_host(None)
                     for rate in (float(r) for r in options.rates.split(",") if r.strip()):
                         report.latency.append(bench.latency(rate))
+        if "tracing" in phases:
+            report.tracing = measure_tracing(options, script, data_dir / "tracing")
     except KeyboardInterrupt:
         note("interrupted; the stack has been stopped")
         return 130

@@ -46,9 +46,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 def test_the_curl_examples_work_as_printed(stack: LocalStack) -> None:
     commands = readme_commands()
-    assert len(commands) == 6 and commands[0].startswith("TOKEN=$(.venv/bin/python -m local_identity token alice)")
+    assert len(commands) == 7 and commands[0].startswith("TOKEN=$(.venv/bin/python -m local_identity token alice)")
     ports = {"127.0.0.1:7071": f"127.0.0.1:{stack.ports.host}", "127.0.0.1:5683": f"127.0.0.1:{stack.ports.broker_http}"}
-    env = {**os.environ, "LOCAL_IDENTITY_URL": stack.identity_url}
+    env = {**os.environ, "LOCAL_IDENTITY_URL": stack.identity_url,
+           "LOCAL_TELEMETRY_DIR": str(stack.data_dir / "telemetry")}
 
     def run(command: str, **substitutions: str) -> str:
         for printed, actual in {**ports, **substitutions}.items():
@@ -68,4 +69,7 @@ def test_the_curl_examples_work_as_printed(stack: LocalStack) -> None:
     assert json.loads(run(commands[3]))["status"] == 401
     assert json.loads(run(commands[4]))["openapi"].startswith("3.1")
     assert "orders" in json.loads(run(commands[5]))
+    waterfall = run(commands[6], **{"<correlationId>": f"{accepted['correlationId']} --wait 10"})
+    assert waterfall.startswith(f"order {accepted['correlationId']}: ")
+    assert "POST /api/orders" in waterfall and "send orders" in waterfall and "process orders" in waterfall
     assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\n", run("echo $TOKEN"))
