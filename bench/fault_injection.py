@@ -299,7 +299,7 @@ def run_suite(options: argparse.Namespace, cluster) -> int:
     environ = {"CUSTOMER_MAX_ORDERS_PER_MINUTE": "1000000", "CUSTOMER_MAX_ORDERS_IN_FLIGHT": "1000000"}
     if cluster is not None:
         environ["SQL_URL"] = cluster.create_database()
-    stack = LocalStack(data_dir, StackPorts.free(websocket_instances=2), environ=environ)
+    stack = LocalStack(data_dir, StackPorts.free(websocket_instances=2), environ=environ, telemetry=False)
     note(f"{machine()}; load average {load_average()}; starting the system in {data_dir}")
     stack.start()  # migrates and seeds the store
     books = Books()

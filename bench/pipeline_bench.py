@@ -6,7 +6,9 @@ Measured in one run, on the whole system started as real processes (broker, Redi
   one local host process serving only the HTTP functions, next to a baseline ASGI app that answers 202 on the
   same server stack (uvicorn on uvloop with httptools, configured as the local host configures it);
 - processing: the orders intake accepted, still queued, processed by one host process running only the Service
-  Bus functions; orders/s from the first to the last order written (SQL timestamps);
+  Bus functions; orders/s from the first to the last order written (SQL timestamps); next to the same number of
+  orders consumed by a bare consumer (``bench/bare_consumer.py``: SDK session receivers with the host's session
+  settings, one SQLite insert, complete) on the same broker in the same run;
 - invocation cost: CPU per invocation of no-op functions through the worker library, next to the function
   alone and to the host's former own conversion (bench/invocation_cost.py);
 - accepted→Completed latency at fixed offered rates (``--rates``), spread over ``--customers`` customers, sent
@@ -278,6 +280,7 @@ class LatencyResult:
 class Report:
     intake: list[IntakeResult] = field(default_factory=list)
     processing: ProcessingResult | None = None
+    bare_processing: ProcessingResult | None = None  # the processing row's baseline (bench/bare_consumer.py)
     latency: list[LatencyResult] = field(default_factory=list)
     # CPU of validating one bearer token seen for the first time, and one presented again (remembered)
     validation_cpu_us: tuple[float, float] | None = None
@@ -623,6 +626,37 @@ class Bench:
                                 wall_seconds=wall, host_cpu_us=cpu / max(1, done) * 1e6, completed=int(completed),
                                 broker_cpu_us=broker_cpu / max(1, done) * 1e6)
 
+    def bare_processing(self) -> ProcessingResult:
+        """The queued orders consumed by ``bench.bare_consumer`` (SDK session receivers, one SQLite insert,
+        complete) with the host's session settings: the processing row's baseline."""
+        import resource
+
+        host_json = json.loads((ROOT / "host.json").read_text())["extensions"]["serviceBus"]
+        overrides = dict(self.options.service_bus)
+        sessions = int(overrides.get("maxConcurrentSessions", host_json["maxConcurrentSessions"]))
+        idle = overrides.get("sessionIdleTimeout", host_json["sessionIdleTimeout"])
+        hours, minutes, seconds = (float(part) for part in idle.split(":"))
+        expected = self.queued()
+        note(f"processing baseline: {expected} queued orders, a bare consumer with {sessions} sessions ...")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        broker_before = cpu_seconds(self.broker_pid)
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "bench.bare_consumer", "--connection-string", self.stack.connection_string,
+             "--database", str(self.stack.data_dir / "bare-consumer.db"), "--expected", str(expected),
+             "--sessions", str(sessions), "--idle-seconds", str(hours * 3600 + minutes * 60 + seconds)],
+            cwd=ROOT, capture_output=True, text=True, check=False, timeout=max(120.0, expected / 20))
+        wall = time.monotonic() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if result.returncode != 0:
+            raise RuntimeError(f"the bare consumer failed:\n{result.stderr}")
+        consumed = json.loads(result.stdout.strip().splitlines()[-1])
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        done = consumed["messages"]
+        return ProcessingResult(orders=done, orders_per_s=(done - 1) / consumed["seconds"] if consumed["seconds"] else
+                                float("nan"), wall_seconds=wall, host_cpu_us=cpu / max(1, done) * 1e6, completed=done,
+                                broker_cpu_us=(cpu_seconds(self.broker_pid) - broker_before) / max(1, done) * 1e6)
+
     def latency(self, rate: float) -> LatencyResult:
         last_id = int(self.sql("SELECT coalesce(max(order_id), 0) FROM orders")[0][0])
         note(f"latency: {rate:.0f} orders/s for {self.options.warmup:.0f}s (warm-up) + "
@@ -723,11 +757,19 @@ def render(report: Report, options: argparse.Namespace, started_load: str) -> st
                      "the ratio is to the first row, measured in the same run:")
         table(["path", "µs per invocation", "spread", "ratio"], rows)
     if report.processing:
-        p = report.processing
-        table(["processing (SQLite, one host)", "orders", "orders/s", "host CPU µs/order", "broker CPU µs/order",
-               "Completed", "target ≥1,000/s"],
-              [["queued orders → SQL", f"{p.orders:,}", f"{p.orders_per_s:,.0f}", f"{p.host_cpu_us:.0f}",
-                f"{p.broker_cpu_us:.0f}", f"{p.completed:,}", _mark(p.orders_per_s >= TARGETS["processing_rps"])]])
+        p, bare = report.processing, report.bare_processing
+        rows = []
+        if bare is not None:
+            rows.append(["bare consumer: SDK session receivers, one SQLite insert, complete (baseline)",
+                         f"{bare.orders:,}", f"{bare.orders_per_s:,.0f}", "1.00×", f"{bare.host_cpu_us:.0f}", "1.00×",
+                         f"{bare.broker_cpu_us:.0f}", "", ""])
+        rate_ratio = f"{p.orders_per_s / bare.orders_per_s:.2f}×" if bare else ""
+        cpu_ratio = f"{p.host_cpu_us / bare.host_cpu_us:.2f}×" if bare else ""
+        rows.append(["queued orders → SQL, one host", f"{p.orders:,}", f"{p.orders_per_s:,.0f}", rate_ratio,
+                     f"{p.host_cpu_us:.0f}", cpu_ratio, f"{p.broker_cpu_us:.0f}", f"{p.completed:,}",
+                     _mark(p.orders_per_s >= TARGETS["processing_rps"])])
+        table(["processing (SQLite)", "orders", "orders/s", "ratio", "CPU µs/order", "ratio", "broker CPU µs/order",
+               "Completed", "target ≥1,000/s"], rows)
     if report.latency:
         rows = []
         for r in report.latency:
@@ -854,6 +896,8 @@ def main() -> int:
             # A stack of its own: the intake phase leaves far more orders queued than this phase needs.
             with running(Bench(options, data_dir / "processing")) as bench:
                 if "processing" in phases:
+                    bench.preload(options.processing_orders)
+                    report.bare_processing = bench.bare_processing()
                     bench.preload(options.processing_orders)
                     report.processing = bench.processing()
                 if "latency" in phases:

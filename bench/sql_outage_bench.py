@@ -50,7 +50,7 @@ def first_dead_letter_after(budget: float, data_dir: Path) -> tuple[float, int]:
             "PROCESSING_RETRY_BASE_SECONDS": str(budget * 2 / PRODUCTION_BUDGET),
             "PROCESSING_RETRY_MAX_SECONDS": str(budget * 30 / PRODUCTION_BUDGET),
         }
-        stack = LocalStack(data_dir, StackPorts.free(websocket_instances=0), environ=environ)
+        stack = LocalStack(data_dir, StackPorts.free(websocket_instances=0), environ=environ, telemetry=False)
         stack.start()
         try:
             with httpx.Client(base_url=stack.api_url, timeout=30,

@@ -71,8 +71,11 @@ class LocalStack:
 
     def __init__(self, data_dir: Path, ports: StackPorts | None = None, *, environ: Mapping[str, str] | None = None,
                  echo: IO[str] | None = None, prefer_real_redis: bool = True,
-                 host_functions: list[str] | None = None) -> None:
+                 host_functions: list[str] | None = None, telemetry: bool = True) -> None:
+        """``telemetry``: every service traces each order into ``<data_dir>/telemetry`` (as ``scripts/run``);
+        off, nothing is traced, which tests and benchmarks of other things use (tracing costs CPU)."""
         self.data_dir = data_dir
+        self.telemetry = telemetry
         self.ports = ports or StackPorts()
         self.echo = echo
         self.log_dir = data_dir / "logs"
@@ -244,13 +247,12 @@ class LocalStack:
             "STATUS_API_CLIENT_ID": DEV_WEBSOCKET_CLIENT_ID,
             "STATUS_API_CLIENT_SECRET": DEV_WEBSOCKET_CLIENT_SECRET,
             "WS_SIGN_IN_AUTHORITY": self.identity_url,
+        }
+        if self.telemetry:
             # Traces and metrics as OTLP JSON lines under the data dir (python -m local_traces reads them),
             # written half a second after each span ends; the worker continues the host's trace context.
-            "LOCAL_TELEMETRY_DIR": str(self.data_dir / "telemetry"),
-            "OTEL_BSP_SCHEDULE_DELAY": "500",
-            "OTEL_METRIC_EXPORT_INTERVAL": "10000",
-            "PYTHON_ENABLE_OPENTELEMETRY": "true",
-        }
+            defaults |= {"LOCAL_TELEMETRY_DIR": str(self.data_dir / "telemetry"), "OTEL_BSP_SCHEDULE_DELAY": "500",
+                         "OTEL_METRIC_EXPORT_INTERVAL": "10000", "PYTHON_ENABLE_OPENTELEMETRY": "true"}
         if self.broker is not None:
             defaults["ServiceBusConnection"] = connection_string_for(self.ports.broker)
         env = {**os.environ, **defaults, **self._overrides}

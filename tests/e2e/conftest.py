@@ -15,7 +15,8 @@ from local_servers.orders_api import BackendAndOperatorAuth, OrdersDatabase
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """One stack per test module (starting one takes a few seconds); no WebSocket service."""
-    running = LocalStack(Path(tmp_path_factory.mktemp("stack")), StackPorts.free(websocket_instances=0), environ={})
+    running = LocalStack(Path(tmp_path_factory.mktemp("stack")), StackPorts.free(websocket_instances=0), environ={},
+                         telemetry=False)
     try:
         running.start()
         yield running

@@ -65,7 +65,7 @@ def frames_until_terminal(socket, correlation_id: str, timeout: float = 60.0) ->
 def stack_on_postgres(tmp_path: Path, postgres_cluster: PostgresCluster) -> Iterator[tuple[LocalStack, str]]:
     url = postgres_cluster.create_database()
     stack = LocalStack(tmp_path / "stack", StackPorts.free(websocket_instances=1),
-                       environ={"SQL_URL": url, **SHORT_RETRIES})
+                       environ={"SQL_URL": url, **SHORT_RETRIES}, telemetry=False)
     try:
         stack.start()
         yield stack, url
@@ -153,7 +153,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     # polling for sessions leave the host's CPU to the dead-letter work being tested.
     running = LocalStack(Path(tmp_path_factory.mktemp("dead-letters")), StackPorts.free(websocket_instances=0),
                          environ={"CUSTOMER_MAX_ORDERS_IN_FLIGHT": "100000", "CUSTOMER_MAX_ORDERS_PER_MINUTE": "100000",
-                                  "AzureFunctionsJobHost__extensions__serviceBus__maxConcurrentSessions": "16"})
+                                  "AzureFunctionsJobHost__extensions__serviceBus__maxConcurrentSessions": "16"},
+                         telemetry=False)
     try:
         running.start()
         yield running

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _stack(tmp_path: Path, **options: object) -> LocalStack:
-    stack = LocalStack(tmp_path / "stack", StackPorts.free(websocket_instances=0), environ={}, **options)
+    stack = LocalStack(tmp_path / "stack", StackPorts.free(websocket_instances=0), environ={}, telemetry=False, **options)
     stack.start()
     return stack
 

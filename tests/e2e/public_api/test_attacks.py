@@ -38,7 +38,8 @@ RATE_LIMIT = 5
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     running = LocalStack(Path(tmp_path_factory.mktemp("attacks")), StackPorts.free(websocket_instances=1),
-                         environ={"CUSTOMER_MAX_ORDERS_PER_MINUTE": str(RATE_LIMIT), "AUTH_KEY_REFRESH_SECONDS": "1"})
+                         environ={"CUSTOMER_MAX_ORDERS_PER_MINUTE": str(RATE_LIMIT), "AUTH_KEY_REFRESH_SECONDS": "1"},
+                         telemetry=False)
     try:
         running.start()
         yield running

@@ -31,7 +31,8 @@ SCHEMATHESIS = Path(sys.executable).parent / "st"
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     # Generous limits: the generated traffic of one customer must not turn every later order into a 429.
     running = LocalStack(Path(tmp_path_factory.mktemp("schemathesis")), StackPorts.free(websocket_instances=0),
-                         environ={"CUSTOMER_MAX_ORDERS_PER_MINUTE": "100000", "CUSTOMER_MAX_ORDERS_IN_FLIGHT": "100000"})
+                         environ={"CUSTOMER_MAX_ORDERS_PER_MINUTE": "100000", "CUSTOMER_MAX_ORDERS_IN_FLIGHT": "100000"},
+                         telemetry=False)
     try:
         running.start()
         yield running

@@ -1,0 +1,104 @@
+"""The processing phase's baseline (not a test): a bare consumer of the ``orders`` queue.
+
+What the processor does at its least, on the same broker and the same kind of store, with the host's
+session settings: the azure-servicebus SDK's async session receivers (``maxConcurrentSessions`` of them,
+``NEXT_AVAILABLE_SESSION``, no prefetch, a session let go after ``sessionIdleTimeout`` without a message), one
+SQLite insert per message in a thread (WAL, ``synchronous=NORMAL``, as the store), then complete. No worker
+library, no business rules, no status event, no log line. ``bench.pipeline_bench`` runs it in a child process
+and measures its CPU and rate next to the host's in the same run.
+
+    .venv/bin/python -m bench.bare_consumer --connection-string ... --queue orders --database x.db --expected 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import sys
+import threading
+import time
+
+from azure.servicebus import NEXT_AVAILABLE_SESSION
+from azure.servicebus.aio import ServiceBusClient
+from azure.servicebus.exceptions import OperationTimeoutError, SessionCannotBeLockedError
+
+
+class Store:
+    """One SQLite connection per thread, one row per message (the order's correlationId as primary key)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._local = threading.local()
+        self._lock = threading.Lock()  # one writer at a time, as the store's SQLite engine
+        with sqlite3.connect(path) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("CREATE TABLE IF NOT EXISTS bare_orders (correlation_id TEXT PRIMARY KEY, body TEXT)")
+
+    def insert(self, correlation_id: str, body: bytes) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = sqlite3.connect(self._path, isolation_level=None, timeout=30)
+            connection.execute("PRAGMA synchronous=NORMAL")
+        with self._lock:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("INSERT OR IGNORE INTO bare_orders VALUES (?, ?)", (correlation_id, body.decode()))
+            connection.execute("COMMIT")
+
+
+async def consume(connection_string: str, queue: str, store: Store, expected: int, *, sessions: int,
+                  idle_seconds: float) -> tuple[int, float]:
+    """Messages consumed and the seconds from the first to the last completion."""
+    done = 0
+    first: float | None = None
+    last = 0.0
+    finished = asyncio.Event()
+
+    async def session_worker(client: ServiceBusClient) -> None:
+        nonlocal done, first, last
+        while not finished.is_set():
+            try:
+                receiver = client.get_queue_receiver(queue, session_id=NEXT_AVAILABLE_SESSION,
+                                                     max_wait_time=idle_seconds, prefetch_count=0)
+                async with receiver:
+                    async for message in receiver:
+                        await asyncio.to_thread(store.insert, str(message.correlation_id),
+                                                b"".join(message.body))
+                        await receiver.complete_message(message)
+                        now = time.monotonic()
+                        first = now if first is None else first
+                        last = now
+                        done += 1
+                        if done >= expected:
+                            finished.set()
+                            return
+            except (OperationTimeoutError, SessionCannotBeLockedError):
+                continue  # no session free just now
+
+    async with ServiceBusClient.from_connection_string(connection_string) as client:
+        workers = [asyncio.create_task(session_worker(client)) for _ in range(sessions)]
+        await finished.wait()
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+    return done, (last - first) if first is not None else 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--connection-string", required=True)
+    parser.add_argument("--queue", default="orders")
+    parser.add_argument("--database", required=True, help="SQLite file of its own")
+    parser.add_argument("--expected", type=int, required=True, help="stop after this many messages")
+    parser.add_argument("--sessions", type=int, default=64, help="concurrent sessions (host.json: maxConcurrentSessions)")
+    parser.add_argument("--idle-seconds", type=float, default=1.0, help="host.json: sessionIdleTimeout")
+    options = parser.parse_args()
+    done, seconds = asyncio.run(consume(options.connection_string, options.queue, Store(options.database),
+                                        options.expected, sessions=options.sessions, idle_seconds=options.idle_seconds))
+    print(json.dumps({"messages": done, "seconds": seconds}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
