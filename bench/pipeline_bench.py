@@ -53,6 +53,7 @@ from typing import Any
 
 from bench.measure import ROOT, cpu_seconds, load_average, machine, note, percentile
 from local_servers.ports import free_port, wait_for_port
+from service_platform.trace_files import read_spans
 
 HTTP_FUNCTIONS = ["submit_order", "get_order_status", "list_products", "health"]
 PROCESSING_FUNCTIONS = ["process_order", "handle_dead_lettered_order"]
@@ -336,7 +337,7 @@ def measure_tracing(options: argparse.Namespace, script: Path, data_dir: Path) -
                 spans, sends = counts["spans"] - seen["spans"], counts["send orders"] - seen["send orders"]
                 seen = counts
             else:
-                names = [name for path in (folder / "telemetry").glob("*.traces.jsonl") for name in _span_names(path)]
+                names = [span.name for span in read_spans(folder / "telemetry")]
                 spans, sends = len(names), names.count("send orders")  # one send per accepted order
             results.append(TracingResult(name, intake.server_cpu_us, intake.requests_per_s, processed.host_cpu_us,
                                          processed.orders_per_s, spans / sends if sends else float("nan")))
@@ -380,14 +381,6 @@ def serve_otlp_sink(port: int) -> None:
             pass
 
     ThreadingHTTPServer(("127.0.0.1", port), Sink).serve_forever()
-
-
-def _span_names(path: Path) -> Iterator[str]:
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(ValueError):
-            for resource in json.loads(line)["resourceSpans"]:
-                for scope in resource["scopeSpans"]:
-                    yield from (span["name"] for span in scope["spans"])
 
 
 def measure_invocation_cost(messages: int) -> list[tuple[str, float, float]]:
@@ -631,11 +624,12 @@ class Bench:
         complete) with the host's session settings: the processing row's baseline."""
         import resource
 
-        host_json = json.loads((ROOT / "host.json").read_text())["extensions"]["serviceBus"]
-        overrides = dict(self.options.service_bus)
-        sessions = int(overrides.get("maxConcurrentSessions", host_json["maxConcurrentSessions"]))
-        idle = overrides.get("sessionIdleTimeout", host_json["sessionIdleTimeout"])
-        hours, minutes, seconds = (float(part) for part in idle.split(":"))
+        from local_functions_host.host_config import load_host_config
+
+        # The session settings as the local host reads them: host.json with this run's overrides.
+        overrides = {f"{SERVICE_BUS_SETTING}{key}": value for key, value in self.options.service_bus}
+        service_bus = load_host_config(ROOT, overrides).service_bus
+        sessions = service_bus.max_concurrent_sessions
         expected = self.queued()
         note(f"processing baseline: {expected} queued orders, a bare consumer with {sessions} sessions ...")
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -644,7 +638,7 @@ class Bench:
         result = subprocess.run(
             [sys.executable, "-m", "bench.bare_consumer", "--connection-string", self.stack.connection_string,
              "--database", str(self.stack.data_dir / "bare-consumer.db"), "--expected", str(expected),
-             "--sessions", str(sessions), "--idle-seconds", str(hours * 3600 + minutes * 60 + seconds)],
+             "--sessions", str(sessions), "--idle-seconds", str(service_bus.session_idle_timeout)],
             cwd=ROOT, capture_output=True, text=True, check=False, timeout=max(120.0, expected / 20))
         wall = time.monotonic() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
