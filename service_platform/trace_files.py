@@ -107,18 +107,20 @@ def order_trace(directory: Path, correlation_id: str) -> list[SpanRecord]:
     return sorted((span for span in spans if span.trace_id in traces), key=lambda span: span.start_ns)
 
 
+def _children(spans: list[SpanRecord]) -> dict[str, list[SpanRecord]]:
+    """Each span's children by start, under its parent's id; spans whose parent is not among them under ``""``."""
+    known = {span.span_id for span in spans}
+    children: dict[str, list[SpanRecord]] = {}
+    for span in sorted(spans, key=lambda span: span.start_ns):
+        children.setdefault(span.parent_span_id if span.parent_span_id in known else "", []).append(span)
+    return children
+
+
 def waterfall(spans: list[SpanRecord]) -> list[WaterfallRow]:
     """Rows in tree order (a child under its parent, siblings by start), offsets from the first span's start."""
     if not spans:
         return []
-    known = {span.span_id for span in spans}
-    children: dict[str, list[SpanRecord]] = {}
-    roots: list[SpanRecord] = []
-    for span in sorted(spans, key=lambda span: span.start_ns):
-        if span.parent_span_id and span.parent_span_id in known:
-            children.setdefault(span.parent_span_id, []).append(span)
-        else:
-            roots.append(span)
+    children = _children(spans)
     origin = min(span.start_ns for span in spans)
     rows: list[WaterfallRow] = []
 
@@ -128,7 +130,7 @@ def waterfall(spans: list[SpanRecord]) -> list[WaterfallRow]:
         for child in children.get(span.span_id, []):
             visit(child, depth + 1)
 
-    for root in roots:
+    for root in children.get("", []):
         visit(root, 0)
     return rows
 
@@ -143,11 +145,7 @@ def phases(spans: list[SpanRecord]) -> dict[str, float]:
     if not spans:
         return {}
     first_trace = spans[0].trace_id
-    mine = [span for span in spans if span.trace_id == first_trace]
-    ids = {span.span_id for span in mine}
-    children: dict[str, list[SpanRecord]] = {}
-    for span in mine:
-        children.setdefault(span.parent_span_id if span.parent_span_id in ids else "", []).append(span)
+    children = _children([span for span in spans if span.trace_id == first_trace])
 
     def child(parent: SpanRecord | None, kind: str, *, last: bool = False) -> SpanRecord | None:
         found = [span for span in children.get(parent.span_id if parent else "", []) if span.kind == kind]
