@@ -47,6 +47,8 @@ class TelemetrySettings:
     otlp_endpoint: str | None = None
     local_dir: Path | None = None
     disabled: bool = False
+    service_name: str | None = None  # OTEL_SERVICE_NAME: overrides the name the service gives itself
+    azure_client_id: str | None = None  # the workload identity Azure Monitor's exporter authenticates with
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> TelemetrySettings:
@@ -56,7 +58,9 @@ class TelemetrySettings:
                    entra_auth="authorization=aad" in (env.get(AUTHENTICATION_STRING) or "").replace(" ", "").lower(),
                    otlp_endpoint=(env.get(OTLP_ENDPOINT) or "").strip() or None,
                    local_dir=Path(local) if local else None,
-                   disabled=(env.get("OTEL_SDK_DISABLED") or "").strip().lower() == "true")
+                   disabled=(env.get("OTEL_SDK_DISABLED") or "").strip().lower() == "true",
+                   service_name=(env.get("OTEL_SERVICE_NAME") or "").strip() or None,
+                   azure_client_id=(env.get("AZURE_CLIENT_ID") or "").strip() or None)
 
     @property
     def exporting(self) -> bool:
@@ -115,7 +119,7 @@ def _configure(service: str, settings: TelemetrySettings) -> Telemetry:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    service = os.environ.get("OTEL_SERVICE_NAME") or service
+    service = settings.service_name or service
     resource = Resource.create({"service.name": service,
                                 "service.instance.id": f"{socket.gethostname()}-{os.getpid()}"})
     span_processors: list[Any] = []
@@ -147,7 +151,7 @@ def _configure(service: str, settings: TelemetrySettings) -> Telemetry:
         if settings.entra_auth:
             from service_platform.azure_identity import process_credential
 
-            credential = process_credential(os.environ.get("AZURE_CLIENT_ID") or None)
+            credential = process_credential(settings.azure_client_id)
         configure_azure_monitor(
             connection_string=settings.connection_string, credential=credential, resource=resource,
             span_processors=span_processors,
@@ -193,5 +197,5 @@ def instrument_sql_engine(engine: Any) -> None:
     instrumentor = SQLAlchemyInstrumentor()
     if not instrumentor.is_instrumented_by_opentelemetry:
         # The instrumentation declares SQLAlchemy < 2.1 and would skip 2.1 quietly; the engine events it
-        # listens to are unchanged in 2.1 (tests/unit/service_platform/test_telemetry.py checks its spans).
+        # listens to are unchanged in 2.1 (tests/integration/service_platform/test_telemetry.py checks its spans).
         instrumentor.instrument(engine=engine, enable_commenter=False, skip_dep_check=True)
