@@ -139,16 +139,6 @@ def message_body(message: ServiceBusReceivedMessage) -> bytes:
     return json.dumps(_plain(value)).encode("utf-8")
 
 
-def trace_parent(message: ServiceBusReceivedMessage) -> str:
-    """The W3C trace context the sender put in the ``traceparent`` (or ``Diagnostic-Id``) property, or ``""``."""
-    raw = message.application_properties or {}
-    for name in ("traceparent", "Diagnostic-Id"):
-        value = raw.get(name.encode()) or raw.get(name)
-        if value:
-            return _text(value)
-    return ""
-
-
 def application_properties(message: ServiceBusReceivedMessage) -> dict[str, Any]:
     """Application properties with text keys and JSON-friendly values."""
     raw = message.application_properties or {}

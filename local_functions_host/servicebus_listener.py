@@ -27,13 +27,13 @@ from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusReceivedMessage, 
 from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError, SessionLockLostError
 
 from service_platform.backoff import Backoff
-from service_platform.message_tracing import current_traceparent
+from service_platform.message_tracing import TRACEPARENT, carrier_of, current_traceparent
 
 from .connections import ServiceBusConnection
 from .host_config import ServiceBusOptions
 from .invocation import Invoker
 from .loader import FunctionSpec
-from .binding_data import message_batch, single_message, trace_parent
+from .binding_data import message_batch, single_message
 from .telemetry import delivery_span
 
 log = logging.getLogger("local_functions_host.servicebus")
@@ -324,7 +324,8 @@ class ServiceBusListener:
             async with self._renewing_lock(receiver, [message]):
                 with delivery_span(self.spec, message):
                     await self._invoker.invoke(self.spec, data, metadata,
-                                               trace_parent=current_traceparent() or trace_parent(message),
+                                               trace_parent=current_traceparent()
+                                               or carrier_of(message.application_properties).get(TRACEPARENT, ""),
                                                log_fields=fields)
         except Exception:
             # The invoker logged the failure. The host abandons an unsettled message on a failure whatever
