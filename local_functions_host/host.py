@@ -291,9 +291,8 @@ class FunctionsHost:
                 lines.append(f"    {spec.name}: [{methods}] {base}{self.http_app.url_path(spec)}")
             elif spec.service_bus is not None:
                 trigger = spec.service_bus
-                where = f"{trigger.entity}/$DeadLetterQueue" if trigger.dead_letter else trigger.entity
                 sessions = ", sessions" if trigger.sessions else ""
-                lines.append(f"    {spec.name}: serviceBusTrigger ({where}{sessions})")
+                lines.append(f"    {spec.name}: serviceBusTrigger ({trigger.source}{sessions})")
         for spec in self.prepared.skipped:
             lines.append(f"    {spec.name}: {spec.trigger_type} (not run by the local host)")
         lines.append(f"Local Functions host ready on {base} (status: {base}/admin/host/status)")

@@ -45,6 +45,11 @@ class ServiceBusTrigger:
     sessions: bool
     many: bool
 
+    @property
+    def source(self) -> str:
+        """The entity the trigger receives from: ``entity``, with ``/$DeadLetterQueue`` for a dead-letter trigger."""
+        return f"{self.entity}/$DeadLetterQueue" if self.dead_letter else self.entity
+
 
 @dataclass(frozen=True)
 class FunctionSpec:

@@ -30,8 +30,7 @@ def delivery_span(spec: FunctionSpec, message: ServiceBusReceivedMessage) -> Ite
     """The consumer span of one delivery to ``spec``'s function, child of the context the message carries."""
     trigger = spec.service_bus
     assert trigger is not None
-    entity = f"{trigger.entity}/$DeadLetterQueue" if trigger.dead_letter else trigger.entity
-    with process_span(entity, message.application_properties, message_id=str(message.message_id or ""),
+    with process_span(trigger.source, message.application_properties, message_id=str(message.message_id or ""),
                       correlation_id=message.correlation_id, session_id=message.session_id) as span:
         if span.is_recording():
             span.set_attributes({"faas.name": spec.name, "faas.trigger": "pubsub",
