@@ -16,7 +16,7 @@ Measured in one run, on the whole system started as real processes (broker, Redi
 - tracing: intake and processing CPU per order with OpenTelemetry off and on (every trace sampled, spans and
   metrics exported as OTLP JSON lines, as ``scripts/run`` does), one stack each in the same run.
 
-Tracing is off in every other phase (``LOCAL_TELEMETRY_DIR`` empty), so their figures compare with earlier runs.
+Tracing is off in every other phase (``LocalStack(telemetry=False)``), so their figures compare with earlier runs.
 
 The load generator for intake is ``wrk`` (C, event-driven; a Lua script varies the customer and counts 202s):
 at 64 connections it needs a fraction of a core, where a Python client would need more CPU than the server
@@ -300,9 +300,6 @@ class TracingResult:
     spans_per_order: float
 
 
-TRACING_OFF = {"LOCAL_TELEMETRY_DIR": "", "PYTHON_ENABLE_OPENTELEMETRY": "false"}
-
-
 def measure_tracing(options: argparse.Namespace, script: Path, data_dir: Path) -> list[TracingResult]:
     """The same steps on one stack per variant, tracing off first: queue orders, process them, then intake
     under wrk."""
@@ -311,18 +308,19 @@ def measure_tracing(options: argparse.Namespace, script: Path, data_dir: Path) -
     sink = subprocess.Popen([sys.executable, "-m", "bench.pipeline_bench", "--serve-otlp-sink", str(sink_port)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(sink_port)
-    otlp = {**TRACING_OFF, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}"}
+    # The OTLP rows: the stack's own file export off, OTLP on, the worker continuing the host's context.
+    otlp = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}", "PYTHON_ENABLE_OPENTELEMETRY": "true"}
     seen = {"spans": 0, "send orders": 0}
-    variants = [("tracing off", TRACING_OFF),
-                ("tracing on, 100% sampled, OTLP/HTTP", {**otlp, "OTEL_TRACES_SAMPLER": "always_on"}),
-                ("tracing on, 100% sampled, JSON lines file", {"OTEL_TRACES_SAMPLER": "always_on"}),
-                ("tracing on, 20% sampled (the prod overlay), OTLP/HTTP",
+    variants = [("tracing off", False, {}),
+                ("tracing on, 100% sampled, OTLP/HTTP", False, {**otlp, "OTEL_TRACES_SAMPLER": "always_on"}),
+                ("tracing on, 100% sampled, JSON lines file", True, {"OTEL_TRACES_SAMPLER": "always_on"}),
+                ("tracing on, 20% sampled (the prod overlay), OTLP/HTTP", False,
                  {**otlp, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.2"}),
-                ("tracing on, 0% sampled (instrumentation alone), OTLP/HTTP",
+                ("tracing on, 0% sampled (instrumentation alone), OTLP/HTTP", False,
                  {**otlp, "OTEL_TRACES_SAMPLER": "always_off"})]
-    for index, (name, environ) in enumerate(variants):
+    for index, (name, files, environ) in enumerate(variants):
         folder = data_dir / f"variant-{index}"
-        with running(Bench(options, folder, environ=environ)) as bench:
+        with running(Bench(options, folder, environ=environ, telemetry=files)) as bench:
             note(f"{name}:")
             bench.preload(options.tracing_orders)
             processed = bench.processing()
@@ -441,17 +439,18 @@ def measure_baseline(options: argparse.Namespace, script: Path) -> IntakeResult:
 class Bench:
     """The stack under test and the steps run against it."""
 
-    def __init__(self, options: argparse.Namespace, data_dir: Path, environ: dict[str, str] | None = None) -> None:
+    def __init__(self, options: argparse.Namespace, data_dir: Path, environ: dict[str, str] | None = None,
+                 telemetry: bool = False) -> None:
+        """``telemetry``: the stack's own tracing into files (``scripts/run``'s); off but for the tracing phase."""
         from local_stack.stack import LocalStack, StackPorts
 
         self.options = options
-        environ = {**(TRACING_OFF if environ is None else environ),
-                   **{f"{SERVICE_BUS_SETTING}{key}": value for key, value in options.service_bus}}
+        environ = {**(environ or {}), **{f"{SERVICE_BUS_SETTING}{key}": value for key, value in options.service_bus}}
         # A few customers send thousands of orders a minute here: the per-customer abuse limits would refuse
         # almost all of them, so they are out of the way (their Redis round trips still run).
         environ |= {"CUSTOMER_MAX_ORDERS_PER_MINUTE": "1000000000", "CUSTOMER_MAX_ORDERS_IN_FLIGHT": "1000000000"}
         self.stack = LocalStack(data_dir, StackPorts.free(websocket_instances=0), environ=environ,
-                                host_functions=HTTP_FUNCTIONS)
+                                host_functions=HTTP_FUNCTIONS, telemetry=telemetry)
         self._engine: Any = None
 
     # -- stack control
