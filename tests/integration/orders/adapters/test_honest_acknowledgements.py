@@ -25,6 +25,26 @@ def envelope(message_id: str) -> Envelope:
     return Envelope(body=b'{"n": 1}', message_id=message_id, correlation_id=message_id, session_id="c-1")
 
 
+def freeze(pid: int) -> None:
+    """SIGSTOP ``pid`` and return once every thread of it is stopped.
+
+    ``kill`` only queues the signal: the broker's loop thread, running on the other core, goes on serving
+    until the thread that takes the signal is scheduled and stops the group. A send in that gap is
+    acknowledged for real, which is not the case under test.
+    """
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5.0
+    tasks = Path(f"/proc/{pid}/task")
+    while not all(state_of(task) in ("T", "t") for task in tasks.iterdir()):
+        assert time.monotonic() < deadline, f"broker {pid} did not stop within 5 s of SIGSTOP"
+        time.sleep(0.001)
+
+
+def state_of(task: Path) -> str:
+    """The one-letter scheduler state in ``/proc/<pid>/task/<tid>/stat`` (after the parenthesised name)."""
+    return (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
 def messages_in(connection_string: str) -> list[str]:
     ids = []
     with ServiceBusClient.from_connection_string(connection_string) as client:
@@ -48,7 +68,7 @@ def test_a_broker_frozen_mid_send_gives_an_unknown_outcome_in_time_and_a_safe_re
                 lambda: AsyncServiceBusClient.from_connection_string(broker.connection_string), "orders",
                 timeout_seconds=DEADLINE)
             await sender.publish(envelope(str(uuid.uuid4())))  # the link is open
-            os.kill(broker.proc.pid, signal.SIGSTOP)
+            freeze(broker.proc.pid)
             started = time.monotonic()
             try:
                 with pytest.raises(SendFailed) as failed:
