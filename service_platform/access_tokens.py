@@ -9,6 +9,9 @@ PyJWT checks the signature and the registered claims; this module decides which 
 - only RS256 is accepted: no ``none``, and no HS256 signed with the public key (the key type decides);
 - a token already verified is remembered (the exact string, until it expires; at most ``cache_size``), so a
   client presenting its token on every request pays for the signature check once.
+
+PyJWT checks each base64url segment one character at a time in a Python generator, which took half of a
+first-sight validation's CPU; ``_SegmentCheckingJWS`` makes the same check with one compiled pattern.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 
 import httpx
 import jwt
+from jwt.exceptions import DecodeError
 
 log = logging.getLogger("service_platform.access_tokens")
 
@@ -79,6 +83,42 @@ def _unverified_header(token: str) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise TokenRejected("the token is not a JWT")
     return header
+
+
+_BASE64URL_SEGMENT = re.compile(rb"[A-Za-z0-9_-]*(?:={1,2})?", re.ASCII)
+
+
+def _decode_segment(segment: bytes, name: str) -> bytes:
+    """One segment of a compact JWS, with PyJWS's rules: the base64url alphabet only, at most two ``=``
+    and only to complete the last quantum, and the canonical encoding (no stray bits in the last character)."""
+    if not _BASE64URL_SEGMENT.fullmatch(segment):
+        raise DecodeError(f"Invalid {name} padding")
+    stripped = segment.rstrip(b"=")
+    if (stripped != segment and len(segment) % 4) or len(stripped) % 4 == 1:
+        raise DecodeError(f"Invalid {name} padding")
+    try:
+        decoded = base64.urlsafe_b64decode(stripped + b"=" * (-len(stripped) % 4))
+    except binascii.Error as error:
+        raise DecodeError(f"Invalid {name} padding") from error
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != stripped:
+        raise DecodeError(f"Invalid {name} padding")
+    return decoded
+
+
+class _SegmentCheckingJWS(jwt.PyJWS):
+    """PyJWS with its segment decoding replaced by ``_decode_segment`` (same accepted set, see the unit test
+    that compares both on crafted segments); everything else, signature included, is PyJWT's."""
+
+    _decode_base64url_segment = staticmethod(_decode_segment)
+
+
+def _jwt_decoder() -> jwt.PyJWT:
+    decoder = jwt.PyJWT()
+    decoder._jws = _SegmentCheckingJWS(options=decoder._jws.options)  # noqa: SLF001 - the one seam PyJWT has
+    return decoder
+
+
+_DECODER = _jwt_decoder()
 
 
 class AccessTokenValidator:
@@ -154,7 +194,7 @@ class AccessTokenValidator:
 
     def _decode(self, token: str, key: jwt.PyJWK) -> TokenIdentity:
         try:
-            claims = jwt.decode(token, key.key, algorithms=list(ALGORITHMS), audience=self.audience,
+            claims = _DECODER.decode(token, key.key, algorithms=list(ALGORITHMS), audience=self.audience,
                                 issuer=self.issuer, leeway=self._leeway,
                                 options={"require": [*REQUIRED_CLAIMS, self.subject_claim]})
         except jwt.ExpiredSignatureError:
