@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from service_platform.azure_identity import close_process_credential
+from service_platform.inherited_socket import inherited_listener
 from service_platform.telemetry import TelemetrySettings, configure_telemetry
 from service_platform.telemetry import configured as configured_telemetry
 
@@ -225,7 +226,7 @@ class FunctionsHost:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.request_stop)
 
-        sock = _bind(self.options.host, self.prepared.port)
+        sock = inherited_listener() or _bind(self.options.host, self.prepared.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.asgi_app,

@@ -19,15 +19,18 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from local_identity.server import build_identity_app
+    from local_servers.ports import listening_socket
+    from service_platform.inherited_socket import inherited_listener
     from local_identity.signing_keys import SigningKeys
     from service_platform.logs import configure_json_logging
 
     configure_json_logging("local-identity")
-    issuer = args.issuer or f"http://127.0.0.1:{args.port}"
+    listener = inherited_listener() or listening_socket(args.port)
+    issuer = args.issuer or f"http://127.0.0.1:{listener.getsockname()[1]}"
     app = build_identity_app(SigningKeys(args.data_dir), issuer=issuer, audience=args.audience,
                              token_lifetime_seconds=args.token_lifetime)
     logging.getLogger("local_identity").info("identity provider ready", extra={"issuer": issuer})
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_config=None, access_log=False)
+    uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False)).run(sockets=[listener])
     return 0
 
 
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the identity provider")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks a free one")
     serve.add_argument("--data-dir", type=Path, default=Path(".local/identity"), help="where the signing keys live")
     serve.add_argument("--issuer", help="the issuer URL (default http://127.0.0.1:<port>)")
     serve.add_argument("--audience", default=DEV_AUDIENCE, help=f"the API's audience (default {DEV_AUDIENCE})")

@@ -1,5 +1,8 @@
 """A private PostgreSQL cluster made with ``initdb`` and run with ``pg_ctl`` on a free port.
 
+PostgreSQL takes no inherited socket, so the port is found free first; a cluster that lost it to another
+program before binding it starts again on another one.
+
 PostgreSQL refuses to run as root, so when the tests run as root the cluster is owned by the
 unprivileged ``postgres`` (or ``nobody``) account and the commands run through ``runuser``.
 """
@@ -17,7 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local_servers.ports import free_port, wait_for_port
+from local_servers.ports import PortTaken, free_port, wait_until_listening
+
+
+#: Starts on another free port after losing one to another program.
+PORT_ATTEMPTS = 5
 
 
 def _server_bin(name: str) -> str:
@@ -68,13 +75,28 @@ class PostgresCluster:
         return (self.datadir / "postmaster.pid").exists()
 
     def start(self) -> None:
-        """Start the server and wait until it accepts connections."""
-        command = [*self.run_as, _server_bin("pg_ctl"), "-D", str(self.datadir), "-o", self.server_options, "-w",
-                   "start"]
+        """Start the server and wait until it listens on its port; ``PortTaken`` if it could not bind it."""
+        command = [*self.run_as, _server_bin("pg_ctl"), "-D", str(self.datadir), "-o",
+                   f"-p {self.port} {self.server_options}", "-w", "start"]
         if self.log_path is not None:
             command[-2:-2] = ["-l", str(self.log_path)]
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for_port(self.port)
+        offset = self._log_size()
+        started = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        log = self.log_path.read_bytes()[offset:].decode(errors="replace") if self._log_size() else ""
+        if started.returncode != 0:
+            if "could not bind" in log or "Address already in use" in log:
+                raise PortTaken(f"PostgreSQL could not listen on port {self.port}")
+            raise RuntimeError(f"pg_ctl start failed: {started.stderr.strip()}\n{log[-2000:]}")
+        wait_until_listening(self._postmaster_pid, self.port, exited=lambda: not self.running)
+
+    def _log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path is not None and self.log_path.exists() else 0
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            return int((self.datadir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server: ``fast`` cuts open connections and shuts down cleanly (an outage as clients see
@@ -91,10 +113,9 @@ def running_postgres() -> Iterator[PostgresCluster]:
     if prefix:
         owner = pwd.getpwnam(prefix[2])
         os.chown(base, owner.pw_uid, owner.pw_gid)
-    port = free_port()
     cluster = PostgresCluster(
-        port=port, datadir=datadir, run_as=prefix, log_path=base / "log",
-        server_options=f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+        port=free_port(), datadir=datadir, run_as=prefix, log_path=base / "log",
+        server_options=f"-k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
     )
     try:
         subprocess.run(
@@ -102,7 +123,14 @@ def running_postgres() -> Iterator[PostgresCluster]:
              "--no-sync", "-E", "UTF8"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
-        cluster.start()
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                cluster.start()
+                break
+            except PortTaken:
+                if attempt == PORT_ATTEMPTS:
+                    raise
+                cluster.port = free_port()
         yield cluster
     finally:
         if cluster.running:

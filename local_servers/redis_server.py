@@ -11,12 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from local_servers.children import die_with_parent
-from local_servers.ports import free_port, wait_for_port
+from local_servers.ports import PortTaken, free_port, wait_until_listening
+
+#: Starts on another free port after losing one to another program (redis-server takes no inherited socket).
+PORT_ATTEMPTS = 5
 
 
 @dataclass
 class RedisServer:
-    """A running private Redis server; ``stop``/``start`` restart it on the same port."""
+    """A private Redis server. ``port`` 0 picks a free one at the first start; ``stop``/``start`` restart it
+    on the same port."""
 
     port: int
     workdir: Path
@@ -30,12 +34,23 @@ class RedisServer:
         executable = shutil.which("redis-server")
         if executable is None:
             raise RuntimeError("redis-server is not installed: run `apt-get install -y redis-server`")
-        self.process = subprocess.Popen(
-            [executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
-        )
-        wait_for_port(self.port)
+        pick = self.port == 0
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            if pick:
+                self.port = free_port()
+            self.process = subprocess.Popen(
+                [executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
+            )
+            process = self.process
+            try:
+                wait_until_listening(lambda: process.pid, self.port, exited=lambda: process.poll() is not None)
+                return
+            except PortTaken:
+                if not pick or attempt == PORT_ATTEMPTS:
+                    raise PortTaken(f"redis-server could not listen on port {self.port}; its log "
+                                    f"({self.workdir / 'redis.log'}) says why") from None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -47,7 +62,7 @@ class RedisServer:
 @contextmanager
 def running_redis() -> Iterator[RedisServer]:
     with tempfile.TemporaryDirectory(prefix="redis-") as workdir:
-        server = RedisServer(port=free_port(), workdir=Path(workdir))
+        server = RedisServer(port=0, workdir=Path(workdir))
         server.start()
         try:
             yield server

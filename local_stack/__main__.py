@@ -34,7 +34,7 @@ def main() -> int:
         stack.stop()
         print(f"\nerror: {error}\nFix the cause above and run the command again.", file=sys.stderr)
         return 1
-    broker = f"local broker on port {ports.broker}" if stack.broker else "Service Bus from the environment"
+    broker = f"local broker on port {stack.ports.broker}" if stack.broker else "Service Bus from the environment"
     print(
         "\nThe system is running:\n"
         f"  Order page (browser)     {stack.page_url}\n"
@@ -42,7 +42,7 @@ def main() -> int:
         + (f"  Sign-in (development)    {stack.identity_url}; a token for curl: "
            ".venv/bin/python -m local_identity token alice\n" if stack.identity else
            f"  Sign-in                  {stack.env['AUTH_ISSUER']}\n") +
-        f"  WebSocket notifications  {', '.join(stack.ws_url(i) for i in range(len(ports.websocket)))}\n"
+        f"  WebSocket notifications  {', '.join(stack.ws_url(i) for i in range(len(stack.ports.websocket)))}\n"
         f"  Broker                   {broker}" + (f", queues at {stack.broker_status_url}" if stack.broker else "") + "\n"
         f"  Redis                    {stack.redis_kind} on {stack.env['REDIS_URL']}\n"
         f"  SQL                      {stack.env['SQL_URL']}\n"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +22,7 @@ from localbus.embedded import connection_string_for
 from service_platform.notify_tokens import DEV_NOTIFY_TOKEN_SECRET
 from websocket_service.settings import DEV_INTERNAL_SECRET
 from local_stack.processes import ChildProcess
-from local_servers.ports import ensure_ports_free, free_port, wait_for_port
+from local_servers.ports import ensure_ports_free, listening_socket, wait_for_port
 from local_servers.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,15 +39,15 @@ class StackPorts:
 
     @classmethod
     def free(cls, websocket_instances: int = 1) -> StackPorts:
-        return cls(host=free_port(), websocket=tuple(free_port() for _ in range(websocket_instances)),
-                   broker=free_port(), broker_http=free_port(), redis=free_port(), identity=free_port())
+        """Port 0 everywhere: every server gets a free port at start, read back into ``LocalStack.ports``."""
+        return cls(host=0, websocket=(0,) * websocket_instances, broker=0, broker_http=0, redis=0, identity=0)
 
 
 @dataclass
 class EmbeddedRedis:
     """fakeredis's Redis-compatible TCP server in a thread, for machines without redis-server."""
 
-    port: int
+    port: int  # 0: a free one, picked at start
     _server: object = field(default=None, repr=False)
 
     def start(self) -> None:
@@ -52,6 +55,7 @@ class EmbeddedRedis:
 
         server = TcpFakeServer(("127.0.0.1", self.port))
         server.daemon_threads = True
+        self.port = server.server_address[1]
         threading.Thread(target=server.serve_forever, daemon=True, name="embedded-redis").start()
         self._server = server
         wait_for_port(self.port)
@@ -66,6 +70,9 @@ class EmbeddedRedis:
 class LocalStack:
     """Broker, Redis, SQLite, local Functions host and WebSocket service(s) on the given ports.
 
+    A port 0 is picked at start and read back into ``ports``. The stack binds the listening sockets of the
+    host, the WebSocket instances and the identity provider itself and hands them over (each needs the
+    others' URLs before it starts); the broker and Redis bind theirs and are asked which they got.
     ``environ`` values win over the stack's defaults, so any setting can point at Azure instead.
     """
 
@@ -115,18 +122,41 @@ class LocalStack:
         return self.env["ServiceBusConnection"]
 
     def start(self) -> None:
+        """Start everything; if a part fails to start, what was started is stopped again."""
+        listeners: list[socket.socket] = []
+        try:
+            self._start(listeners)
+        except BaseException:
+            self.stop()
+            for listener in listeners:  # those not handed to a child yet
+                listener.close()
+            raise
+
+    def _start(self, listeners: list[socket.socket]) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
-        ensure_ports_free(self._ports_to_bind())
+        ensure_ports_free({name: port for name, port in self._ports_to_bind().items() if port})
         self._start_redis()
         self._start_broker()
-        self._start_identity_provider()
+        host_listener = listening_socket(self.ports.host)
+        listeners.append(host_listener)
+        ws_listeners = [listening_socket(port) for port in self.ports.websocket]
+        listeners += ws_listeners
+        identity_listener = None if self._overrides.get("AUTH_ISSUER") else listening_socket(self.ports.identity)
+        listeners += [identity_listener] if identity_listener is not None else []
+        self.ports = dataclasses.replace(
+            self.ports, host=host_listener.getsockname()[1],
+            websocket=tuple(listener.getsockname()[1] for listener in ws_listeners),
+            identity=self.ports.identity if identity_listener is None else identity_listener.getsockname()[1])
+        self._start_identity_provider(identity_listener)
         self.env = self._environment()
         self._migrate_and_seed()
-        self.host = self._child("host", self._host_args(), {**self.env, "OTEL_SERVICE_NAME": "orders-functions"})
+        self.host = self._child("host", self._host_args(), {**self.env, "OTEL_SERVICE_NAME": "orders-functions"},
+                                listener=host_listener)
         self.start_host()
-        for index, port in enumerate(self.ports.websocket):
-            ws = self._child(f"ws-{index}", ["-m", "websocket_service"], self._websocket_env(index, port))
+        for index, (port, listener) in enumerate(zip(self.ports.websocket, ws_listeners, strict=True)):
+            ws = self._child(f"ws-{index}", ["-m", "websocket_service"], self._websocket_env(index, port),
+                             listener=listener)
             self.websockets.append(ws)
             self.start_websocket(index)
 
@@ -162,27 +192,42 @@ class LocalStack:
             self._host_functions = functions
             self.host.args = self._host_args()
         self.host.start()
-        self._wait(self.host, self.ports.host)
+        self._wait(self.host, f"http://127.0.0.1:{self.ports.host}/admin/host/status")
 
     def start_websocket(self, index: int) -> None:
         self.websockets[index].start()
-        self._wait(self.websockets[index], self.ports.websocket[index])
+        self._wait(self.websockets[index], f"http://127.0.0.1:{self.ports.websocket[index]}/healthz")
 
     def start_broker(self) -> None:
+        """Start (or restart) the broker; the first start on port 0 reads the ports it bound from its ready
+        line, and restarts bind those again, so clients reconnect to the same address."""
         assert self.broker is not None
+        self.broker.args = self._broker_args()
         self.broker.start()
-        # The status port, not the AMQP port: a bare TCP probe would read as a malformed AMQP connection.
-        self._wait(self.broker, self.ports.broker_http)
+        ready = self.broker.wait_ready(30.0)
+        if ready is None:
+            raise RuntimeError(f"the broker did not become ready within 30s; its log ({self.broker.log_path}) "
+                               f"ends with:\n{self.broker.tail()}")
+        self.ports = dataclasses.replace(self.ports, broker=int(ready["amqpPort"]), broker_http=int(ready["httpPort"]))
 
-    def _wait(self, child: ChildProcess, port: int, timeout: float = 30.0) -> None:
-        try:
-            wait_for_port(port, timeout=timeout)
-        except TimeoutError:
-            raise RuntimeError(
-                f"{child.name} did not start listening on port {port} within {timeout:.0f}s; "
-                f"its log ({child.log_path}) ends with:\n{child.tail()}") from None
-        if not child.running:
-            raise RuntimeError(f"{child.name} exited at start; its log ({child.log_path}) ends with:\n{child.tail()}")
+    def _wait(self, child: ChildProcess, url: str, timeout: float = 30.0) -> None:
+        """Wait until ``url`` answers (any status). The socket was bound before the child started, so only an
+        answer says the child serves it."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if not child.running:
+                raise RuntimeError(f"{child.name} exited at start; its log ({child.log_path}) ends with:\n"
+                                   f"{child.tail()}")
+            try:
+                httpx.get(url, timeout=1.0)
+                return
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{child.name} did not answer {url} within {timeout:.0f}s; its log "
+                                       f"({child.log_path}) ends with:\n{child.tail()}") from None
+                time.sleep(0.05)
 
     def _start_redis(self) -> None:
         if self._overrides.get("REDIS_URL"):
@@ -197,24 +242,28 @@ class LocalStack:
             self.redis = EmbeddedRedis(port=self.ports.redis)
             self.redis_kind = "embedded (fakeredis)"
         self.redis.start()
+        self.ports = dataclasses.replace(self.ports, redis=self.redis.port)
 
     def _start_broker(self) -> None:
         if self._overrides.get("ServiceBusConnection") or self._overrides.get(
                 "ServiceBusConnection__fullyQualifiedNamespace"):
             return
-        self.broker = self._child("broker", [
-            "-m", "localbus", "--port", str(self.ports.broker), "--http-port", str(self.ports.broker_http),
-            "--data-dir", str(self.data_dir / "broker")], dict(os.environ))
+        self.broker = self._child("broker", self._broker_args(), dict(os.environ))
         self.start_broker()
 
-    def _start_identity_provider(self) -> None:
-        if self._overrides.get("AUTH_ISSUER"):
+    def _broker_args(self) -> list[str]:
+        return ["-m", "localbus", "--port", str(self.ports.broker), "--http-port", str(self.ports.broker_http),
+                "--data-dir", str(self.data_dir / "broker")]
+
+    def _start_identity_provider(self, listener: socket.socket | None) -> None:
+        if listener is None:
             return
         self.identity = self._child("identity", [
-            "-m", "local_identity", "serve", "--port", str(self.ports.identity),
-            "--data-dir", str(self.data_dir / "identity"), "--audience", DEV_AUDIENCE], dict(os.environ))
+            "-m", "local_identity", "serve", "--issuer", self.identity_url,
+            "--data-dir", str(self.data_dir / "identity"), "--audience", DEV_AUDIENCE], dict(os.environ),
+            listener=listener)
         self.identity.start()
-        self._wait(self.identity, self.ports.identity)
+        self._wait(self.identity, f"{self.identity_url}/.well-known/openid-configuration")
 
     def rotate_signing_key(self) -> str:
         """Rotate the local identity provider's signing key; returns the new key id."""
@@ -271,9 +320,10 @@ class LocalStack:
             if result.returncode != 0:
                 raise RuntimeError(f"database {command} failed:\n{result.stdout}{result.stderr}")
 
-    def _child(self, name: str, args: list[str], env: dict[str, str] | None = None) -> ChildProcess:
+    def _child(self, name: str, args: list[str], env: dict[str, str] | None = None, *,
+               listener: socket.socket | None = None) -> ChildProcess:
         return ChildProcess(name, args, env=env if env is not None else self.env, cwd=ROOT, log_dir=self.log_dir,
-                            echo=self.echo)
+                            echo=self.echo, listener=listener)
 
 
 @contextlib.contextmanager

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gc
 import resource
+import socket
 
 import uvicorn
 
+from service_platform.inherited_socket import inherited_listener
 from service_platform.telemetry import configure_telemetry
 from websocket_service.app import build_app
 from websocket_service.bootstrap import Services, bootstrap
@@ -46,17 +48,21 @@ def uvicorn_config(services: Services) -> uvicorn.Config:
     )
 
 
-def serve(services: Services) -> None:
+def serve(services: Services, listener: socket.socket | None = None) -> None:
+    """Serve on ``listener`` if one was handed over, else bind the settings' host and port."""
     raise_file_limit()
     freeze_startup_objects()
-    uvicorn.Server(uvicorn_config(services)).run()
+    uvicorn.Server(uvicorn_config(services)).run(sockets=[listener] if listener is not None else None)
 
 
 def main() -> None:
+    listener = inherited_listener()  # the local run and the tests hand one over
     settings = WebSocketSettings()
+    if listener is not None:  # the port peers reach this instance on is the socket's, whatever WS_PORT says
+        settings = settings.model_copy(update={"port": listener.getsockname()[1]})
     configure_logging(settings.log_level, settings.instance_id)
     configure_telemetry("orders-websocket")
-    serve(bootstrap(settings))
+    serve(bootstrap(settings), listener)
 
 
 if __name__ == "__main__":

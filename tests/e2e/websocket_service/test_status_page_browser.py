@@ -27,7 +27,7 @@ import pytest
 
 from service_platform.notify_tokens import DEFAULT_KEY_ID, NotifyTokenSigner
 from local_stack.stack import StackPorts, running_stack
-from local_servers.ports import free_port, wait_for_port
+from local_servers.ports import LISTEN_FD, free_port, listening_socket, wait_for_http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -119,16 +119,18 @@ def browser_page() -> Iterator[object]:
 
 @pytest.fixture
 def ws_with_fake_api(redis_server) -> Iterator[tuple[str, FakeOrderApi, int]]:
-    port = free_port()
+    listener = listening_socket()  # the fake API hands out this instance's URL, so the port comes first
+    port = listener.getsockname()[1]
     api = FakeOrderApi(f"ws://127.0.0.1:{port}/ws")
     log = tempfile.TemporaryFile()
-    env = {**os.environ, "WS_PORT": str(port), "WS_INSTANCE_ID": "page", "REDIS_URL": redis_server.url,
+    env = {**os.environ, "WS_INSTANCE_ID": "page", "REDIS_URL": redis_server.url, LISTEN_FD: str(listener.fileno()),
            "STATUS_API_URL": api.url, "NOTIFY_TOKEN_SECRET": NOTIFY_SECRET, "WS_INTERNAL_SECRET": INTERNAL_SECRET,
            "WS_REGISTRY_PREFIX": f"page{uuid.uuid4().hex[:6]}:", "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "websocket_service"], cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    with listener:
+        process = subprocess.Popen([sys.executable, "-m", "websocket_service"], cwd=ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, pass_fds=(listener.fileno(),))
     try:
-        wait_for_port(port, timeout=20)
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", process)
         yield f"http://127.0.0.1:{port}", api, port
     finally:
         process.terminate()

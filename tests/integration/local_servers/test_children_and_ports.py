@@ -61,3 +61,115 @@ def test_a_busy_port_is_a_clear_error_naming_the_port_and_the_process():
     message = str(raised.value)
     assert f"port {port} (Functions host) is in use by pid {os.getpid()}" in message
     assert "broker" not in message and "Stop that process" in message
+
+
+SERVE_INHERITED = textwrap.dedent("""
+    import socket
+    from service_platform.inherited_socket import inherited_listener
+    listener = inherited_listener()
+    while True:
+        connection, _ = listener.accept()
+        connection.sendall(b"pid %d" % __import__("os").getpid())
+        connection.close()
+""")
+
+
+def _ask(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        return connection.recv(100)
+
+
+def test_a_child_serves_the_socket_it_was_handed_and_a_restart_binds_the_same_port(tmp_path):
+    """The port is bound before the child starts (so its URL can go to the others first); once the child dies
+    the port is closed (clients are refused, as with a crashed server), and a restart serves it again."""
+    from local_servers.ports import listening_socket
+    from local_stack.processes import ChildProcess
+
+    listener = listening_socket(0)
+    port = listener.getsockname()[1]
+    child = ChildProcess("inheritor", ["-c", SERVE_INHERITED], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         cwd=ROOT, log_dir=tmp_path, echo=None, listener=listener)
+    child.start()
+    try:
+        assert listener.fileno() == -1, "the parent keeps no copy of the socket"
+        assert _ask(port) == b"pid %d" % child.process.pid
+        child.kill()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5)
+        child.start()
+        assert child.listen_port == port
+        assert _ask(port) == b"pid %d" % child.process.pid
+    finally:
+        child.kill()
+
+
+def test_another_program_answering_on_the_port_is_not_taken_for_the_server(tmp_path):
+    from local_servers.ports import wait_until_listening
+
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        port = other.getsockname()[1]
+        sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            with pytest.raises(TimeoutError, match=f"nothing of ours listens on 127.0.0.1:{port}"):
+                wait_until_listening(lambda: sleeper.pid, port, exited=lambda: sleeper.poll() is not None,
+                                     timeout=0.5)
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+
+
+def _taken_then_free(monkeypatch, module, taken_port: int) -> list[int]:
+    """``free_port`` answers a port another program listens on first, as when that program took it between
+    the check and the server's bind; that race cannot be timed from outside, so its outcome is staged."""
+    from local_servers import ports
+
+    answers = [taken_port]
+    monkeypatch.setattr(module, "free_port", lambda: answers.pop(0) if answers else ports.free_port())
+    return answers
+
+
+def test_redis_that_loses_its_port_to_another_program_starts_on_another_one(tmp_path, monkeypatch):
+    import redis
+
+    from local_servers import redis_server
+    from local_servers.ports import listens_on
+
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        taken = other.getsockname()[1]
+        _taken_then_free(monkeypatch, redis_server, taken)
+        server = redis_server.RedisServer(port=0, workdir=tmp_path)
+        server.start()
+        try:
+            assert server.port != taken
+            assert listens_on(server.process.pid, server.port)
+            assert redis.Redis.from_url(server.url).ping()
+            server.stop()
+            server.start()
+            assert redis.Redis.from_url(server.url).ping(), "a restart keeps the port its clients know"
+        finally:
+            server.stop()
+
+
+def test_redis_given_a_port_another_program_holds_says_so(tmp_path):
+    from local_servers.ports import PortTaken
+    from local_servers.redis_server import RedisServer
+
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        taken = other.getsockname()[1]
+        with pytest.raises(PortTaken, match=f"could not listen on port {taken}"):
+            RedisServer(port=taken, workdir=tmp_path).start()
+
+
+@pytest.mark.postgres
+def test_postgres_that_loses_its_port_to_another_program_starts_on_another_one(monkeypatch):
+    import psycopg
+
+    from local_servers import postgres_cluster
+
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        taken = other.getsockname()[1]
+        _taken_then_free(monkeypatch, postgres_cluster, taken)
+        with postgres_cluster.running_postgres() as cluster:
+            assert cluster.port != taken
+            with psycopg.connect(f"host=127.0.0.1 port={cluster.port} user=postgres dbname=postgres") as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -32,7 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from localbus.embedded import RunningBroker, running_broker
 from service_platform.notify_tokens import DEFAULT_KEY_ID, NotifyTokenSigner
-from local_servers.ports import free_port, wait_for_port
+from local_servers.ports import popen_listening, wait_for_http
 from local_servers.redis_server import RedisServer, running_redis
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -81,20 +81,18 @@ class CannedStatusApi:
 
 
 class Instance:
-    """One ``websocket_service`` process on a free port."""
+    """One ``websocket_service`` process on a free port, whose listening socket it is handed."""
 
     def __init__(self, name: str, env: dict[str, str]) -> None:
         self.name = name
-        self.port = free_port()
         self.log = Path(tempfile.mkstemp(prefix=f"ws-{name}-", suffix=".log")[1])
-        full_env = {**os.environ, **env, "WS_PORT": str(self.port), "WS_INSTANCE_ID": name,
-                    "PYTHONPATH": str(ROOT)}
+        full_env = {**os.environ, **env, "WS_INSTANCE_ID": name, "PYTHONPATH": str(ROOT)}
         with self.log.open("wb") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "websocket_service"], env=full_env, cwd=ROOT,
-                                            stdout=out, stderr=subprocess.STDOUT)
+            self.process, self.port = popen_listening([sys.executable, "-m", "websocket_service"], env=full_env,
+                                                      cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         try:
-            wait_for_port(self.port, timeout=20)
-        except TimeoutError:
+            wait_for_http(f"{self.http}/healthz", self.process)
+        except (TimeoutError, RuntimeError):
             self.process.kill()
             raise AssertionError(f"instance {name} did not start:\n{self.log.read_text()}") from None
 

@@ -24,7 +24,7 @@ from localbus.embedded import broker_process, running_broker
 from service_platform.backoff import Backoff
 from service_platform.notify_tokens import DEFAULT_KEY_ID, NotifyTokenSigner
 from service_platform.servicebus_clients import ServiceBusClientFactory
-from local_servers.ports import free_port, wait_for_port
+from local_servers.ports import free_port, popen_listening, wait_for_http
 from local_servers.redis_server import RedisServer
 from websocket_service.core import Disposition, StatusEvent
 from websocket_service.servicebus_consumer import ServiceBusStatusConsumer
@@ -119,15 +119,14 @@ def shared_broker() -> Iterator[object]:
 
 
 def start_instance(name: str, redis_url: str, connection_string: str, prefix: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    env = {**os.environ, "WS_PORT": str(port), "WS_INSTANCE_ID": name, "REDIS_URL": redis_url,
+    env = {**os.environ, "WS_INSTANCE_ID": name, "REDIS_URL": redis_url,
            "ServiceBusConnection": connection_string, "ORDER_STATUS_QUEUE": QUEUE,
            "STATUS_API_URL": f"http://127.0.0.1:{free_port()}/api",  # nothing there: current status unknown
            "NOTIFY_TOKEN_SECRET": SECRET, "WS_INTERNAL_SECRET": "sb-internal", "WS_REGISTRY_PREFIX": prefix,
            "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "websocket_service"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port, timeout=20)
+    process, port = popen_listening([sys.executable, "-m", "websocket_service"], cwd=ROOT, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_http(f"http://127.0.0.1:{port}/healthz", process)
     return process, port
 
 
