@@ -21,7 +21,6 @@ import urllib.request
 from pathlib import Path
 
 from bench.measure import ROOT, cpu_seconds
-from local_servers.ports import free_port
 
 QUEUE = "bench"
 CONFIG = {"queues": [{"name": QUEUE, "lockDuration": "PT5M", "maxSizeInMegabytes": 5120}]}
@@ -106,6 +105,23 @@ def run_round(kind: str, procs: int, per_proc: int, conn_str: str, broker_pid: i
     }
 
 
+def broker_ports(broker: subprocess.Popen, log_path: Path, timeout: float = 15.0) -> tuple[int, int]:
+    """The AMQP and HTTP ports from the broker's ``"event": "ready"`` log line."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if broker.poll() is not None:
+            raise RuntimeError(f"the broker exited with {broker.returncode}:\n{log_path.read_text()[-2000:]}")
+        for line in log_path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("event") == "ready":
+                return int(entry["amqpPort"]), int(entry["httpPort"])
+        time.sleep(0.05)
+    raise TimeoutError(f"the broker did not become ready within {timeout:.0f}s")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=6000, help="messages per row for batched send / receive")
@@ -119,24 +135,19 @@ def main() -> int:
         worker(kind, conn, int(count), int(body))
         return 0
 
-    port, http_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="localbus-bench-") as tmp:
         config_path = Path(tmp) / "config.json"
         config_path.write_text(json.dumps(CONFIG))
-        cmd = [sys.executable, "-m", "localbus", "--config", str(config_path), "--port", str(port),
-               "--http-port", str(http_port), "--log-level", "warning"]
+        # Port 0: the broker binds free ports and names them in its "ready" log line (its only info lines
+        # besides that are per ended connection, a handful per round).
+        cmd = [sys.executable, "-m", "localbus", "--config", str(config_path), "--port", "0", "--http-port", "0",
+               "--log-level", "info"]
         cmd += ["--in-memory"] if args.in_memory else ["--data-dir", str(Path(tmp) / "data")]
-        broker = subprocess.Popen(cmd, cwd=ROOT)
+        log_path = Path(tmp) / "localbus.log"
+        with log_path.open("wb") as log:
+            broker = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+            port, http_port = broker_ports(broker, log_path)
             conn_str = (f"Endpoint=sb://localhost:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
                         "SharedAccessKey=bG9jYWxidXMtZGV2ZWxvcG1lbnQta2V5LW5vdC1hLXNlY3JldA==;UseDevelopmentEmulator=true;")
             rows = []

@@ -32,7 +32,9 @@ from bench.websocket_bench import (
     Target,
     events_for,
     raise_file_limit,
+    ready_port,
     spawn,
+    spawn_listening,
     stop,
     wait_line,
 )
@@ -158,21 +160,19 @@ def main() -> None:
         options.hostile, options.rounds, options.seconds = 500, 8, 15
     raise_file_limit()
 
-    from local_servers.ports import free_port, wait_for_port
+    from local_servers.ports import wait_for_http
     from local_servers.redis_server import running_redis
 
-    status_port = free_port()
-    status = spawn("-m", "bench.websocket_bench", "--role", "status", "--port", str(status_port))
-    wait_line(status)
+    status = spawn("-m", "bench.websocket_bench", "--role", "status", "--port", "0")
+    status_port = ready_port(status)
     with running_redis() as redis_server:
-        port = free_port()
-        service = spawn("-m", "websocket_service", env={
-            "WS_PORT": str(port), "REDIS_URL": redis_server.url, "STATUS_API_URL": f"http://127.0.0.1:{status_port}/api",
+        service, port = spawn_listening("-m", "websocket_service", env={
+            "REDIS_URL": redis_server.url, "STATUS_API_URL": f"http://127.0.0.1:{status_port}/api",
             "NOTIFY_TOKEN_SECRET": NOTIFY_SECRET, "WS_INTERNAL_SECRET": INTERNAL_SECRET, "WS_LOG_LEVEL": "ERROR",
             "WS_REGISTRY_PREFIX": f"hostile{uuid.uuid4().hex[:6]}:", "WS_PROXY_API": "false",
             "WS_MAX_CONNECTIONS_PER_CLIENT": str(options.hostile * 2 + 1000)})
         try:
-            wait_for_port(port, timeout=30)
+            wait_for_http(f"http://127.0.0.1:{port}/healthz", service, timeout=30)
             target = Target("websocket_service", port, service, f"ws://127.0.0.1:{port}/ws")
             idle_rss = rss_kib(service.pid)
             note(f"baseline: {options.subscribers} legitimate subscribers, {options.rounds} pushes each")

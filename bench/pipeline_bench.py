@@ -40,7 +40,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,7 +51,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import ROOT, cpu_seconds, load_average, machine, note, percentile
-from local_servers.ports import free_port, wait_for_port
+from local_servers.ports import popen_listening, wait_for_http
+from service_platform.inherited_socket import inherited_listener
 from service_platform.trace_files import read_spans
 
 HTTP_FUNCTIONS = ["submit_order", "get_order_status", "list_products", "health"]
@@ -140,16 +140,15 @@ async def _baseline_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def serve_baseline(port: int) -> None:
+def serve_baseline() -> None:
     """uvicorn configured and run as ``local_functions_host.host`` runs it: its own uvloop loop, httptools
-    (uvicorn's choice when installed), no access log, no server header, no lifespan, a pre-bound socket."""
+    (uvicorn's choice when installed), no access log, no server header, no lifespan, a pre-bound socket
+    (handed over by the benchmark, as the local run hands the host its socket)."""
     import uvicorn
     import uvloop
 
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(2048)
+    sock = inherited_listener()
+    assert sock is not None, "started by the benchmark with a socket to serve"
     config = uvicorn.Config(_baseline_app, log_config=None, access_log=False, server_header=False, lifespan="off")
     server = uvicorn.Server(config)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -304,10 +303,7 @@ def measure_tracing(options: argparse.Namespace, script: Path, data_dir: Path) -
     """The same steps on one stack per variant, tracing off first: queue orders, process them, then intake
     under wrk."""
     results = []
-    sink_port = free_port()
-    sink = subprocess.Popen([sys.executable, "-m", "bench.pipeline_bench", "--serve-otlp-sink", str(sink_port)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(sink_port)
+    sink, sink_port = start_otlp_sink()
     # The OTLP rows: the stack's own file export off, OTLP on, the worker continuing the host's context.
     otlp = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}", "PYTHON_ENABLE_OPENTELEMETRY": "true"}
     seen = {"spans": 0, "send orders": 0}
@@ -344,7 +340,15 @@ def measure_tracing(options: argparse.Namespace, script: Path, data_dir: Path) -
     return results
 
 
-def serve_otlp_sink(port: int) -> None:
+def start_otlp_sink() -> tuple[subprocess.Popen, int]:
+    """``serve_otlp_sink`` in a process of its own, on a socket handed to it; returns it and its port."""
+    sink, port = popen_listening([sys.executable, "-m", "bench.pipeline_bench", "--serve-otlp-sink"], env=os.environ,
+                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_http(f"http://127.0.0.1:{port}/counts", sink)
+    return sink, port
+
+
+def serve_otlp_sink() -> None:
     """An OTLP/HTTP receiver that counts the spans it is sent (all, and ``send orders``) and keeps nothing;
     ``GET /counts`` answers them. Its CPU is not measured."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -378,7 +382,12 @@ def serve_otlp_sink(port: int) -> None:
         def log_message(self, *args: object) -> None:
             pass
 
-    ThreadingHTTPServer(("127.0.0.1", port), Sink).serve_forever()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink, bind_and_activate=False)
+    server.socket.close()
+    inherited = inherited_listener()
+    assert inherited is not None, "started by start_otlp_sink with a socket to serve"
+    server.socket = inherited
+    server.serve_forever()
 
 
 def measure_invocation_cost(messages: int) -> list[tuple[str, float, float]]:
@@ -421,11 +430,10 @@ def run_wrk(port: int, seconds: float, connections: int, customers: int, server_
 
 
 def measure_baseline(options: argparse.Namespace, script: Path) -> IntakeResult:
-    port = free_port()
-    child = subprocess.Popen([sys.executable, "-m", "bench.pipeline_bench", "--serve-baseline", str(port)], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child, port = popen_listening([sys.executable, "-m", "bench.pipeline_bench", "--serve-baseline"], env=os.environ,
+                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_port(port)
+        wait_for_http(f"http://127.0.0.1:{port}/", child)
         note(f"baseline: warming up {options.warmup:.0f}s, then {options.duration:.0f}s at "
              f"{options.connections} connections")
         run_wrk(port, options.warmup, options.connections, options.customers, child.pid, "baseline", script)
@@ -831,8 +839,8 @@ def main() -> int:
                         help="orders queued for the processing phase (default 10000, quick 3000)")
     parser.add_argument("--keep-data", action="store_true", help="keep the run's folder (logs, SQLite, broker store)")
     # child roles
-    parser.add_argument("--serve-baseline", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--serve-otlp-sink", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-otlp-sink", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--send-at-rate", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
@@ -846,10 +854,10 @@ def main() -> int:
         return 0
 
     if options.serve_otlp_sink:
-        serve_otlp_sink(options.serve_otlp_sink)
+        serve_otlp_sink()
         return 0
     if options.serve_baseline:
-        serve_baseline(options.serve_baseline)
+        serve_baseline()
         return 0
     if options.send_at_rate:
         asyncio.run(send_at_rate(options.port, options.send_at_rate, options.rate_duration, options.warmup,

@@ -27,7 +27,7 @@ import tempfile
 import time
 
 from bench.measure import ROOT, load_average, machine, note
-from local_servers.ports import free_port, wait_for_port
+from bench.pipeline_bench import start_otlp_sink
 from local_servers.redis_server import running_redis
 
 OPERATIONS = ("empty span", "SQL statement", "Redis command", "log line")
@@ -101,15 +101,12 @@ def main() -> int:
 
     started_load = load_average()
     note(f"{machine()}; load average {started_load}")
-    sink_port = free_port()
-    sink = subprocess.Popen([sys.executable, "-m", "bench.pipeline_bench", "--serve-otlp-sink", str(sink_port)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sink, sink_port = start_otlp_sink()
     clean = {key: value for key, value in os.environ.items()
              if not key.startswith(("OTEL_", "APPLICATIONINSIGHTS_")) and key != "LOCAL_TELEMETRY_DIR"}
     otlp = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}"}
     results: dict[str, list[dict[str, float]]] = {}
     try:
-        wait_for_port(sink_port)
         with running_redis() as redis_server, tempfile.TemporaryDirectory(prefix="tracing-cost-") as folder:
             variants = {
                 "off": {},

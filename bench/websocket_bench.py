@@ -69,7 +69,7 @@ async def status_stub(port: int) -> None:
             writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
-    print("ready", flush=True)
+    print(f"ready {server.sockets[0].getsockname()[1]}", flush=True)  # port 0: the one it got
     async with server:
         await server.serve_forever()
 
@@ -89,7 +89,9 @@ async def bare_server(port: int) -> None:
                 for event in json.loads(message)["events"]:
                     conn = followers.get(event["correlationId"])
                     if conn is not None:
-                        broadcast([conn], json.dumps({"type": "status", **event}))
+                        # The frame the service sends: the event's fields, its time as "at".
+                        frame = {key: value for key, value in event.items() if key != "updatedAt"}
+                        broadcast([conn], json.dumps({"type": "status", **frame, "at": event["updatedAt"]}))
             return
         cid = parse_qs(target.query).get("correlationId", [""])[0]
         followers[cid] = ws
@@ -104,8 +106,8 @@ async def bare_server(port: int) -> None:
             followers.pop(cid, None)
 
     raise_file_limit()
-    async with serve(handler, "127.0.0.1", port, compression=None, max_queue=16, backlog=4096):
-        print("ready", flush=True)
+    async with serve(handler, "127.0.0.1", port, compression=None, max_queue=16, backlog=4096) as server:
+        print(f"ready {next(iter(server.sockets)).getsockname()[1]}", flush=True)  # port 0: the one it got
         await asyncio.Future()
 
 
@@ -191,6 +193,20 @@ def spawn(*args: str, env: dict[str, str] | None = None, quiet: bool = True) -> 
                             stderr=subprocess.DEVNULL if quiet else None, text=True)
 
 
+def spawn_listening(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
+    """``spawn`` handing the child a listening socket on a free port (``LISTEN_FD``); returns it and the port."""
+    from local_servers.ports import popen_listening
+
+    return popen_listening([sys.executable, *args], env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)},
+                           cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           text=True)
+
+
+def ready_port(proc: subprocess.Popen[str]) -> int:
+    """The port a child role started with ``--port 0`` reports in its ``ready <port>`` line."""
+    return int(wait_line(proc).split()[1])
+
+
 def wait_line(proc: subprocess.Popen[str]) -> str:
     line = proc.stdout.readline()  # type: ignore[union-attr]
     if not line:
@@ -219,23 +235,25 @@ class Target:
     results: dict[str, object] = field(default_factory=dict)
 
 
-def start_target(kind: str, redis_url: str, status_url: str, orders: int, profile: str | None = None) -> Target:
-    from local_servers.ports import free_port, wait_for_port
+def start_target(kind: str, redis_url: str, status_url: str, orders: int, sockets: int,
+                 profile: str | None = None) -> Target:
+    """``sockets``: how many the load opens from this one address, above the service's per-client limit."""
+    from local_servers.ports import wait_for_http
 
-    port = free_port()
     if kind == "bare":
-        proc = spawn("-m", "bench.websocket_bench", "--role", "bare", "--port", str(port))
-        wait_line(proc)
+        proc = spawn("-m", "bench.websocket_bench", "--role", "bare", "--port", "0")
+        port = ready_port(proc)
         name = "bare websockets"
     else:
         runner = ["-m", "cProfile", "-o", profile] if profile else []
-        proc = spawn(*runner, "-m", "websocket_service", env={
-            "WS_PORT": str(port), "REDIS_URL": redis_url, "STATUS_API_URL": status_url,
+        proc, port = spawn_listening(*runner, "-m", "websocket_service", env={
+            "REDIS_URL": redis_url, "STATUS_API_URL": status_url,
             "NOTIFY_TOKEN_SECRET": NOTIFY_SECRET, "WS_INTERNAL_SECRET": INTERNAL_SECRET,
             "WS_MAX_SUBSCRIPTIONS_PER_SOCKET": str(max(orders, 1)), "WS_LOG_LEVEL": "WARNING",
+            "WS_MAX_CONNECTIONS_PER_CLIENT": str(sockets + 1000),
             "WS_REGISTRY_PREFIX": f"bench{uuid.uuid4().hex[:6]}:", "WS_PROXY_API": "false"})
         name = "websocket_service"
-    wait_for_port(port, timeout=30)
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", proc, timeout=30)
     time.sleep(0.5)
     return Target(name, port, proc, f"ws://127.0.0.1:{port}/ws")
 
@@ -440,20 +458,19 @@ def main() -> None:
 
     if options.quick:
         options.sockets, options.subscribers, options.orders = 2_000, 200, 10
-    from local_servers.ports import free_port
     from local_servers.redis_server import running_redis
 
     limit = raise_file_limit()
     print(f"open-file limit per process: {limit}; cores: {os.cpu_count()}", flush=True)
-    status_port = free_port()
-    status = spawn("-m", "bench.websocket_bench", "--role", "status", "--port", str(status_port))
-    wait_line(status)
+    status = spawn("-m", "bench.websocket_bench", "--role", "status", "--port", "0")
+    status_port = ready_port(status)
     status_url = f"http://127.0.0.1:{status_port}/api"
     targets: list[Target] = []
     try:
         with running_redis() as redis_server:
             for kind in ("bare", "service"):
                 target = start_target(kind, redis_server.url, status_url, options.orders,
+                                      options.sockets + options.subscribers,
                                       options.profile if kind == "service" else None)
                 try:
                     print(f"{target.name}: holding {options.sockets} idle sockets ...", flush=True)
