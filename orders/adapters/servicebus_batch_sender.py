@@ -118,7 +118,12 @@ class ServiceBusBatchSender:
         self._last_error = None
 
     async def close(self) -> None:
+        """Let a send under way finish, within one deadline: every caller has had its answer by then, so a
+        flusher still opening a link to a broker that is down (the SDK retries for longer) is cancelled."""
         if self._flusher is not None:
+            done, _ = await asyncio.wait({self._flusher}, timeout=self._timeout)
+            if not done:
+                self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self._reset()
 
