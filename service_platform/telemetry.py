@@ -38,6 +38,13 @@ LOCAL_DIR = "LOCAL_TELEMETRY_DIR"
 CORRELATION_ID_ATTRIBUTE = "orders.correlation_id"
 
 
+SAMPLER = "OTEL_TRACES_SAMPLER"
+#: OpenTelemetry's default when OTEL_TRACES_SAMPLER is not set: every new trace, a caller's decision followed.
+DEFAULT_SAMPLER = "parentbased_always_on"
+_AZURE_MONITOR_SAMPLER_NAMES = {"traceidratio": "trace_id_ratio",
+                                "parentbased_traceidratio": "parentbased_trace_id_ratio"}
+
+
 @dataclass(frozen=True)
 class TelemetrySettings:
     """Where telemetry goes, read from the standard variables (and ``LOCAL_TELEMETRY_DIR``)."""
@@ -49,6 +56,7 @@ class TelemetrySettings:
     disabled: bool = False
     service_name: str | None = None  # OTEL_SERVICE_NAME: overrides the name the service gives itself
     azure_client_id: str | None = None  # the workload identity Azure Monitor's exporter authenticates with
+    sampler: str = DEFAULT_SAMPLER  # OTEL_TRACES_SAMPLER (its argument stays in OTEL_TRACES_SAMPLER_ARG)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> TelemetrySettings:
@@ -60,7 +68,15 @@ class TelemetrySettings:
                    local_dir=Path(local) if local else None,
                    disabled=(env.get("OTEL_SDK_DISABLED") or "").strip().lower() == "true",
                    service_name=(env.get("OTEL_SERVICE_NAME") or "").strip() or None,
-                   azure_client_id=(env.get("AZURE_CLIENT_ID") or "").strip() or None)
+                   azure_client_id=(env.get("AZURE_CLIENT_ID") or "").strip() or None,
+                   sampler=(env.get(SAMPLER) or "").strip().lower() or DEFAULT_SAMPLER)
+
+    @property
+    def azure_monitor_sampler(self) -> str:
+        """``sampler`` as the Azure Monitor distro spells it. It knows the standard ratio samplers only as
+        ``trace_id_ratio``/``parentbased_trace_id_ratio``, and for a name it does not know, or none, it
+        samples at most 5 traces a second (its own default), not what OpenTelemetry's configuration says."""
+        return _AZURE_MONITOR_SAMPLER_NAMES.get(self.sampler, self.sampler)
 
     @property
     def exporting(self) -> bool:
@@ -152,6 +168,7 @@ def _configure(service: str, settings: TelemetrySettings) -> Telemetry:
             from service_platform.azure_identity import process_credential
 
             credential = process_credential(settings.azure_client_id)
+        os.environ[SAMPLER] = settings.azure_monitor_sampler  # the distro reads the sampler from there only
         configure_azure_monitor(
             connection_string=settings.connection_string, credential=credential, resource=resource,
             span_processors=span_processors,

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[3]
 TELEMETRY_VARIABLES = ("APPLICATIONINSIGHTS_CONNECTION_STRING", "OTEL_EXPORTER_OTLP_ENDPOINT", "LOCAL_TELEMETRY_DIR",
                        "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED")
 ORDER = "4bf92f35-77b3-4da6-a3ce-929d0e0e4736"
+KEY = "11111111-2222-3333-4444-555555555555"  # an Application Insights instrumentation key (a GUID)
 
 SEND_ONE_ORDER_SPAN = f"""
 import json
@@ -125,15 +126,35 @@ exporters = [getattr(getattr(p, "_batch_processor", None), "_exporter", None)
              for p in trace.get_tracer_provider()._active_span_processor._span_processors]
 exporter = next(e for e in exporters if e is not None)
 print(json.dumps({"type": type(exporter).__name__, "key": exporter._instrumentation_key,
-                  "endpoint": exporter._endpoint, "sdkTracing": settings.tracing_implementation() is not None}))
+                  "endpoint": exporter._endpoint, "sdkTracing": settings.tracing_implementation() is not None,
+                  "sampler": trace.get_tracer_provider().sampler.get_description()}))
 """, APPLICATIONINSIGHTS_CONNECTION_STRING=f"InstrumentationKey={key};IngestionEndpoint={receiver.url}/",
         APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL="true")
 
     assert outcome == {"type": "AzureMonitorTraceExporter", "key": key, "endpoint": f"{receiver.url}/",
-                       "sdkTracing": False}
+                       "sdkTracing": False, "sampler": outcome["sampler"]}
+    assert outcome["sampler"].startswith("ParentBased{root:AlwaysOnSampler,"), \
+        "no sampler set: OpenTelemetry's default, not the distro's 5 traces a second"
     sent = b"".join(receiver.bodies("/v2.1/track"))
     assert b"send orders" in sent and ORDER.encode() in sent, "the span was exported to the ingestion endpoint"
     assert b"orders.accepted" in sent, "so was the metric"
+
+
+@pytest.mark.parametrize(("ratio", "exported"), [("1.0", True), ("0", False)])
+def test_azure_monitor_follows_the_standard_ratio_sampler_of_the_aks_settings(receiver: Receiver, ratio: str,
+                                                                           exported: bool) -> None:
+    """``parentbased_traceidratio`` (the AKS base and the prod overlay) is OpenTelemetry's spelling, which the
+    distro does not know: left to it, every service would sample at most 5 traces a second."""
+    outcome = run(SEND_ONE_ORDER_SPAN.replace("telemetry.shutdown()", """
+from opentelemetry import trace
+sampler = trace.get_tracer_provider().sampler.get_description()
+telemetry.shutdown()""").replace('"properties": properties}', '"properties": properties, "sampler": sampler}'),
+        APPLICATIONINSIGHTS_CONNECTION_STRING=f"InstrumentationKey={KEY};IngestionEndpoint={receiver.url}/",
+        APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL="true", OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG=ratio)
+
+    assert outcome["sampler"].startswith(f"ParentBased{{root:TraceIdRatioBased{{{float(ratio)}}}")
+    assert (b"send orders" in b"".join(receiver.bodies("/v2.1/track"))) is exported
 
 
 def test_otlp_exports_spans_and_metrics_to_the_endpoint(receiver: Receiver) -> None:
