@@ -24,6 +24,8 @@ from azure.servicebus import NEXT_AVAILABLE_SESSION
 from azure.servicebus.aio import ServiceBusClient
 from azure.servicebus.exceptions import OperationTimeoutError, SessionCannotBeLockedError
 
+from service_platform.servicebus_clients import tls_context
+
 
 class Store:
     """One SQLite connection per thread, one row per message (the order's correlationId as primary key)."""
@@ -76,7 +78,8 @@ async def consume(connection_string: str, queue: str, store: Store, expected: in
             except (OperationTimeoutError, SessionCannotBeLockedError):
                 continue  # no session free just now
 
-    async with ServiceBusClient.from_connection_string(connection_string) as client:
+    # The TLS context the services share (the SDK would load its CA bundle again for every session).
+    async with ServiceBusClient.from_connection_string(connection_string, ssl_context=tls_context()) as client:
         workers = [asyncio.create_task(session_worker(client)) for _ in range(sessions)]
         await finished.wait()
         for worker in workers:
