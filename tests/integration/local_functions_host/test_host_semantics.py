@@ -73,13 +73,15 @@ def test_function_timeout_fails_the_invocation_abandons_its_message_and_restarts
     """As the Functions host: past functionTimeout the invocation fails, its message goes back to the broker
     (delivered again, here until MaxDeliveryCount), and the worker restart ends the invocations beside it."""
     run = uuid.uuid4().hex[:8]
-    host, records = servicebus_host(tmp_path, broker, "timeout", AzureFunctionsJobHost__functionTimeout="00:00:02")
+    host, records = servicebus_host(tmp_path, broker, "timeout", AzureFunctionsJobHost__functionTimeout="00:00:03")
     with host:
         send(broker, "timeout-plain", (f"{run}-stuck", {"action": "sleep", "seconds": 30}))
         wait_until(lambda: read(records, "process_plain", f"{run}-stuck"), what="the stuck invocation")
-        time.sleep(0.5)
-        # Would finish after 1.8 s, within its own timeout, but the restart at the first one's 2 s ends it.
-        send(broker, "timeout-plain", (f"{run}-beside", {"action": "sleep", "seconds": 1.8}))
+        time.sleep(1.5)
+        # Would finish after 2.15 s, within its own timeout, but the restart at the first one's 3 s ends it.
+        # Redelivered with the stuck one, it finishes before that one's next restart: about 0.65 s of margin
+        # on either side, so neither a slow start nor a fast redelivery decides the outcome.
+        send(broker, "timeout-plain", (f"{run}-beside", {"action": "sleep", "seconds": 2.15}))
 
         beside = wait_until(lambda: [r for r in read(records, "process_plain", f"{run}-beside") if r["phase"] == "end"],
                             what="the invocation beside it to complete on its next delivery")
@@ -90,7 +92,7 @@ def test_function_timeout_fails_the_invocation_abandons_its_message_and_restarts
 
     assert beside[0]["delivery_count"] == 2, "the invocation beside the timed-out one failed with the worker"
     assert stuck, "the timed-out message was abandoned and delivered again"
-    assert any("Timeout value of 00:00:02 exceeded by function 'Functions.process_plain'" in m for m in messages)
+    assert any("Timeout value of 00:00:03 exceeded by function 'Functions.process_plain'" in m for m in messages)
     assert any("restarting the worker: 1 other invocation(s) in it fail too" in m for m in messages)
     assert not [r for r in read(records, "process_plain", f"{run}-stuck") if r["phase"] == "end"]
 
