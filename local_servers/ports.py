@@ -59,6 +59,10 @@ def popen_listening(command: list[str], *, env: Mapping[str, str], port: int = 0
         listener.close()
 
 
+#: No proxy from the environment: these servers are on this machine's loopback interface.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 20.0) -> None:
     """Block until ``url`` answers (any status) or raise: ``RuntimeError`` if ``process`` exits first,
     ``TimeoutError`` after ``timeout`` seconds. A handed-over socket accepts before its server runs, so only
@@ -68,7 +72,7 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 20.0) ->
         if process.poll() is not None:
             raise RuntimeError(f"the server for {url} exited with {process.returncode} at start")
         try:
-            with urllib.request.urlopen(url, timeout=1.0):
+            with _DIRECT.open(url, timeout=1.0):
                 return
         except urllib.error.HTTPError:
             return

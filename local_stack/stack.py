@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from localbus.embedded import connection_string_for
 from service_platform.notify_tokens import DEV_NOTIFY_TOKEN_SECRET
 from websocket_service.settings import DEV_INTERNAL_SECRET
 from local_stack.processes import ChildProcess
-from local_servers.ports import ensure_ports_free, listening_socket, wait_for_port
+from local_servers.ports import ensure_ports_free, listening_socket, wait_for_http, wait_for_port
 from local_servers.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,23 +210,13 @@ class LocalStack:
         self.ports = dataclasses.replace(self.ports, broker=int(ready["amqpPort"]), broker_http=int(ready["httpPort"]))
 
     def _wait(self, child: ChildProcess, url: str, timeout: float = 30.0) -> None:
-        """Wait until ``url`` answers (any status). The socket was bound before the child started, so only an
-        answer says the child serves it."""
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while True:
-            if not child.running:
-                raise RuntimeError(f"{child.name} exited at start; its log ({child.log_path}) ends with:\n"
-                                   f"{child.tail()}")
-            try:
-                httpx.get(url, timeout=1.0)
-                return
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{child.name} did not answer {url} within {timeout:.0f}s; its log "
-                                       f"({child.log_path}) ends with:\n{child.tail()}") from None
-                time.sleep(0.05)
+        """Wait until ``url`` answers. The socket was bound before the child started, so only an answer says
+        the child serves it."""
+        assert child.process is not None
+        try:
+            wait_for_http(url, child.process, timeout)
+        except (RuntimeError, TimeoutError) as error:
+            raise RuntimeError(f"{child.name}: {error}; its log ({child.log_path}) ends with:\n{child.tail()}") from None
 
     def _start_redis(self) -> None:
         if self._overrides.get("REDIS_URL"):
