@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,7 +106,8 @@ class PostgresCluster:
 
 
 @contextmanager
-def running_postgres() -> Iterator[PostgresCluster]:
+def running_postgres(pick_port: Callable[[], int] = free_port) -> Iterator[PostgresCluster]:
+    """A fresh cluster on a port ``pick_port`` finds free (another one if it was taken before the bind)."""
     prefix = _run_as()
     base = Path(tempfile.mkdtemp(prefix="pg-"))
     datadir = base / "data"
@@ -114,7 +115,7 @@ def running_postgres() -> Iterator[PostgresCluster]:
         owner = pwd.getpwnam(prefix[2])
         os.chown(base, owner.pw_uid, owner.pw_gid)
     cluster = PostgresCluster(
-        port=free_port(), datadir=datadir, run_as=prefix, log_path=base / "log",
+        port=pick_port(), datadir=datadir, run_as=prefix, log_path=base / "log",
         server_options=f"-k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
     )
     try:
@@ -130,7 +131,7 @@ def running_postgres() -> Iterator[PostgresCluster]:
             except PortTaken:
                 if attempt == PORT_ATTEMPTS:
                     raise
-                cluster.port = free_port()
+                cluster.port = pick_port()
         yield cluster
     finally:
         if cluster.running:

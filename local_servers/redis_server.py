@@ -7,7 +7,8 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from local_servers.children import die_with_parent
@@ -25,6 +26,7 @@ class RedisServer:
     port: int
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
+    pick_port: Callable[[], int] = field(default=free_port, repr=False)  # for port 0: a port free right now
 
     @property
     def url(self) -> str:
@@ -37,7 +39,7 @@ class RedisServer:
         pick = self.port == 0
         for attempt in range(1, PORT_ATTEMPTS + 1):
             if pick:
-                self.port = free_port()
+                self.port = self.pick_port()
             self.process = subprocess.Popen(
                 [executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                  "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")],

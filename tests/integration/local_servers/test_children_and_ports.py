@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -118,17 +119,14 @@ def test_another_program_answering_on_the_port_is_not_taken_for_the_server(tmp_p
             sleeper.wait()
 
 
-def _taken_then_free(monkeypatch, module, taken_port: int) -> list[int]:
-    """``free_port`` answers a port another program listens on first, as when that program took it between
-    the check and the server's bind; that race cannot be timed from outside, so its outcome is staged."""
-    from local_servers import ports
-
+def taken_then_free(taken_port: int) -> Callable[[], int]:
+    """A port picker whose first answer is a port another socket holds, as when another program took it
+    between the check and the server's bind; that race cannot be timed from outside, so it is staged."""
     answers = [taken_port]
-    monkeypatch.setattr(module, "free_port", lambda: answers.pop(0) if answers else ports.free_port())
-    return answers
+    return lambda: answers.pop(0) if answers else free_port()
 
 
-def test_redis_that_loses_its_port_to_another_program_starts_on_another_one(tmp_path, monkeypatch):
+def test_redis_that_loses_its_port_to_another_program_starts_on_another_one(tmp_path):
     import redis
 
     from local_servers import redis_server
@@ -136,8 +134,7 @@ def test_redis_that_loses_its_port_to_another_program_starts_on_another_one(tmp_
 
     with socket.create_server(("127.0.0.1", 0)) as other:
         taken = other.getsockname()[1]
-        _taken_then_free(monkeypatch, redis_server, taken)
-        server = redis_server.RedisServer(port=0, workdir=tmp_path)
+        server = redis_server.RedisServer(port=0, workdir=tmp_path, pick_port=taken_then_free(taken))
         server.start()
         try:
             assert server.port != taken
@@ -161,15 +158,14 @@ def test_redis_given_a_port_another_program_holds_says_so(tmp_path):
 
 
 @pytest.mark.postgres
-def test_postgres_that_loses_its_port_to_another_program_starts_on_another_one(monkeypatch):
+def test_postgres_that_loses_its_port_to_another_program_starts_on_another_one():
     import psycopg
 
     from local_servers import postgres_cluster
 
     with socket.create_server(("127.0.0.1", 0)) as other:
         taken = other.getsockname()[1]
-        _taken_then_free(monkeypatch, postgres_cluster, taken)
-        with postgres_cluster.running_postgres() as cluster:
+        with postgres_cluster.running_postgres(pick_port=taken_then_free(taken)) as cluster:
             assert cluster.port != taken
             with psycopg.connect(f"host=127.0.0.1 port={cluster.port} user=postgres dbname=postgres") as conn:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
