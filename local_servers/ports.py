@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from service_platform.inherited_socket import LISTEN_FD  # noqa: F401 - the local run passes it on
+from service_platform.inherited_socket import LISTEN_FD
 
 
 
@@ -46,17 +46,24 @@ def listening_socket(port: int = 0, host: str = "127.0.0.1", backlog: int = 4096
     return sock
 
 
-def popen_listening(command: list[str], *, env: Mapping[str, str], port: int = 0, **popen: object
-                    ) -> tuple[subprocess.Popen, int]:
-    """Start ``command`` handing it a listening socket on ``port`` (0: a free one) in ``LISTEN_FD``; returns the
-    process and the port. The parent keeps no copy, so the port closes when the child dies."""
-    listener = listening_socket(port)
+def popen_with_listener(command: list[str], listener: socket.socket, *, env: Mapping[str, str], **popen: object
+                        ) -> subprocess.Popen:
+    """Start ``command`` with ``listener`` inherited and named in ``LISTEN_FD``, then close the parent's copy:
+    the child's is the only one, so the port closes when the child dies."""
     try:
-        process = subprocess.Popen(command, env={**env, LISTEN_FD: str(listener.fileno())},
-                                   pass_fds=(listener.fileno(),), **popen)  # type: ignore[call-overload]
-        return process, listener.getsockname()[1]
+        return subprocess.Popen(command, env={**env, LISTEN_FD: str(listener.fileno())},  # type: ignore[call-overload]
+                                pass_fds=(listener.fileno(),), **popen)
     finally:
         listener.close()
+
+
+def popen_listening(command: list[str], *, env: Mapping[str, str], port: int = 0, **popen: object
+                    ) -> tuple[subprocess.Popen, int]:
+    """``popen_with_listener`` on a new listening socket on ``port`` (0: a free one); returns the process and
+    the port."""
+    listener = listening_socket(port)
+    bound = listener.getsockname()[1]
+    return popen_with_listener(command, listener, env=env, **popen), bound
 
 
 #: No proxy from the environment: these servers are on this machine's loopback interface.

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from local_servers.children import die_with_parent
-from local_servers.ports import LISTEN_FD, listening_socket
+from local_servers.ports import listening_socket, popen_with_listener
 from service_platform.logs import console_line
 
 
@@ -47,18 +47,15 @@ class ChildProcess:
         self._listener = None
         self.ready = None
         self._ready_seen.clear()
-        env = self.env if listener is None else {**self.env, LISTEN_FD: str(listener.fileno())}
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, *self.args], cwd=self.cwd, env=env, text=True, bufsize=1,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                pass_fds=() if listener is None else (listener.fileno(),),
-                start_new_session=True,  # Ctrl-C reaches the stack only; it stops children in order
-                preexec_fn=die_with_parent,  # a killed supervisor leaves no child holding a port
-            )
-        finally:
-            if listener is not None:
-                listener.close()  # the child's copy is the only one: the port closes when the child dies
+        options: dict[str, Any] = dict(
+            cwd=self.cwd, text=True, bufsize=1, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches the stack only; it stops children in order
+            preexec_fn=die_with_parent,  # a killed supervisor leaves no child holding a port
+        )
+        command = [sys.executable, *self.args]
+        self.process = (subprocess.Popen(command, env=self.env, **options) if listener is None
+                        else popen_with_listener(command, listener, env=self.env, **options))
         threading.Thread(target=self._pump, args=(self.process,), daemon=True, name=f"log-{self.name}").start()
 
     def wait_ready(self, timeout: float) -> dict[str, Any] | None:

@@ -27,7 +27,7 @@ import pytest
 
 from service_platform.notify_tokens import DEFAULT_KEY_ID, NotifyTokenSigner
 from local_stack.stack import StackPorts, running_stack
-from local_servers.ports import LISTEN_FD, free_port, listening_socket, wait_for_http
+from local_servers.ports import free_port, listening_socket, popen_with_listener, wait_for_http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -123,12 +123,11 @@ def ws_with_fake_api(redis_server) -> Iterator[tuple[str, FakeOrderApi, int]]:
     port = listener.getsockname()[1]
     api = FakeOrderApi(f"ws://127.0.0.1:{port}/ws")
     log = tempfile.TemporaryFile()
-    env = {**os.environ, "WS_INSTANCE_ID": "page", "REDIS_URL": redis_server.url, LISTEN_FD: str(listener.fileno()),
+    env = {**os.environ, "WS_INSTANCE_ID": "page", "REDIS_URL": redis_server.url,
            "STATUS_API_URL": api.url, "NOTIFY_TOKEN_SECRET": NOTIFY_SECRET, "WS_INTERNAL_SECRET": INTERNAL_SECRET,
            "WS_REGISTRY_PREFIX": f"page{uuid.uuid4().hex[:6]}:", "PYTHONPATH": str(ROOT)}
-    with listener:
-        process = subprocess.Popen([sys.executable, "-m", "websocket_service"], cwd=ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, pass_fds=(listener.fileno(),))
+    process = popen_with_listener([sys.executable, "-m", "websocket_service"], listener, cwd=ROOT, env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", process)
         yield f"http://127.0.0.1:{port}", api, port
