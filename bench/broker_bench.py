@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.measure import ROOT, cpu_seconds
+from localbus.embedded import ready_line
 
 QUEUE = "bench"
 CONFIG = {"queues": [{"name": QUEUE, "lockDuration": "PT5M", "maxSizeInMegabytes": 5120}]}
@@ -111,13 +112,9 @@ def broker_ports(broker: subprocess.Popen, log_path: Path, timeout: float = 15.0
     while time.monotonic() < deadline:
         if broker.poll() is not None:
             raise RuntimeError(f"the broker exited with {broker.returncode}:\n{log_path.read_text()[-2000:]}")
-        for line in log_path.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and entry.get("event") == "ready":
-                return int(entry["amqpPort"]), int(entry["httpPort"])
+        entry = ready_line(log_path)
+        if entry is not None:
+            return int(entry["amqpPort"]), int(entry["httpPort"])
         time.sleep(0.05)
     raise TimeoutError(f"the broker did not become ready within {timeout:.0f}s")
 

@@ -63,6 +63,20 @@ def running_broker(config: BrokerConfig | dict | str | Path | None = None, *, da
         yield RunningBroker(broker)
 
 
+def ready_line(log_path: Path, offset: int = 0) -> dict[str, Any] | None:
+    """The broker's ``"event": "ready"`` log line (it names the ports it bound) in ``log_path`` after ``offset``."""
+    with open(log_path, "rb") as log:
+        log.seek(offset)
+        for raw in log:
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("event") == "ready":
+                return entry
+    return None
+
+
 class BrokerProcess:
     """``python -m localbus`` in a subprocess. The first start binds port 0 (or the port given) and reads the
     ports from the broker's readiness line; restarts reuse them, so clients reconnect to the same address."""
@@ -111,24 +125,12 @@ class BrokerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the broker exited with {self.proc.returncode}; see {self.log_path}")
-            ready = self._ready_line(offset)
+            ready = ready_line(self.log_path, offset)
             if ready is not None:
                 self.port, self.http_port = int(ready["amqpPort"]), int(ready["httpPort"])
                 return
             time.sleep(0.02)
         raise TimeoutError(f"the broker did not become ready within {timeout} s; see {self.log_path}")
-
-    def _ready_line(self, offset: int) -> dict[str, Any] | None:
-        with open(self.log_path, "rb") as log:
-            log.seek(offset)
-            for raw in log:
-                try:
-                    entry = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(entry, dict) and entry.get("event") == "ready":
-                    return entry
-        return None
 
     def stats(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/queues", timeout=5) as resp:
