@@ -3,7 +3,7 @@
 Session-enabled entities: up to ``maxConcurrentSessions`` session receivers, each taking the next
 available session (NEXT_AVAILABLE), handing its messages to the function one at a time (or
 ``maxConcurrentCallsPerSession`` at a time), and letting the session go after ``sessionIdleTimeout``
-without messages. Other entities: one receiver and up to ``maxConcurrentCalls`` invocations at once.
+without messages — or sooner when session slots run short (see ``GIVE_WAY_SECONDS``). Other entities: one receiver and up to ``maxConcurrentCalls`` invocations at once.
 With ``autoCompleteMessages`` a message is completed when the function returns; when it fails it is
 abandoned, with or without ``autoCompleteMessages`` (as the Functions host does); after MaxDeliveryCount
 the broker dead-letters it. Locks are renewed up to ``maxAutoLockRenewalDuration``: a message's while
@@ -42,6 +42,23 @@ log = logging.getLogger("local_functions_host.servicebus")
 RECEIVE_POLL_SECONDS = 0.5
 _RENEWAL_FOREVER = 10 * 365 * 86400.0
 
+# With many customers, most sessions get one order and then sit idle for sessionIdleTimeout, holding a slot
+# the next customer's order waits for. So when slots run short (slots_short), a session without messages
+# for this long gives its slot up at once instead of waiting out the timeout. With slots to spare an idle
+# session keeps its slot for the whole timeout: its customer's next order then needs no new session, which
+# over few customers is what keeps processing fast.
+GIVE_WAY_SECONDS = 0.1
+
+
+def slots_short(slots: int, held: int) -> bool:
+    """Fewer than a quarter of the session slots (at least one) are free.
+
+    A free slot is a receiver already waiting at the broker, or one opening (about 0.3 s of the SDK's
+    polling): at 50 new sessions a second some 15 slots are opening at any time, so a quarter of 128 still
+    leaves a waiting receiver for the next customer's order.
+    """
+    return slots - held < max(1, slots // 4)
+
 
 class ListenerState(enum.StrEnum):
     STARTING = "Starting"
@@ -79,6 +96,7 @@ class ServiceBusListener:
         self._renewer: Any = None
         self._probe: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._held_sessions = 0
 
     @property
     def description(self) -> str:
@@ -195,7 +213,11 @@ class ServiceBusListener:
                         continue  # the wait for a session ended without one
                     if self._renewer is not None:
                         self._renewer.register(receiver, receiver.session)
-                    await self._drain_session(receiver)
+                    self._held_sessions += 1
+                    try:
+                        await self._drain_session(receiver)
+                    finally:
+                        self._held_sessions -= 1
                 finally:
                     self._close_later(receiver)
             except OperationTimeoutError:
@@ -225,26 +247,35 @@ class ServiceBusListener:
         session = receiver.session
         log.debug("Function %s: took session %r", self.spec.name, session.session_id)
         loop = asyncio.get_running_loop()
-        idle_until = loop.time() + self.options.session_idle_timeout
+        idle_timeout = self.options.session_idle_timeout
+        last_message = loop.time()
         renewal = self.options.max_auto_lock_renewal_duration
         # Once the renewer stops (maxAutoLockRenewalDuration), the session lock would run out under a
         # busy session; let it go a little before that and take the next session (maybe the same one).
         release_at = loop.time() + renewal * 0.9 if renewal else None
         while not self._stopping.is_set():
-            remaining = idle_until - loop.time()
-            if remaining <= 0:
+            idle = loop.time() - last_message
+            if idle >= idle_timeout:
                 log.debug("Function %s: session %r idle, releasing it", self.spec.name, session.session_id)
+                return
+            if idle >= GIVE_WAY_SECONDS and slots_short(self.options.max_concurrent_sessions, self._held_sessions):
+                log.debug("Function %s: session %r idle while slots are short, releasing it", self.spec.name,
+                          session.session_id)
                 return
             if release_at is not None and loop.time() >= release_at:
                 log.debug("Function %s: session %r held for long, releasing it", self.spec.name, session.session_id)
                 return
+            # The first wait ends when the session could give way; later ones at the poll interval.
+            wait = min(idle_timeout - idle, RECEIVE_POLL_SECONDS)
+            if idle < GIVE_WAY_SECONDS:
+                wait = min(wait, GIVE_WAY_SECONDS - idle)
             messages = await receiver.receive_messages(
                 max_message_count=(
                     self.options.max_message_batch_size
                     if self.trigger.many
                     else self.options.max_concurrent_calls_per_session
                 ),
-                max_wait_time=min(remaining, RECEIVE_POLL_SECONDS),
+                max_wait_time=wait,
             )
             if not messages:
                 continue
@@ -255,7 +286,7 @@ class ServiceBusListener:
                 await self._handle(receiver, messages[0])
             else:
                 await asyncio.gather(*(self._handle(receiver, m) for m in messages))
-            idle_until = loop.time() + self.options.session_idle_timeout
+            last_message = loop.time()
 
     async def _queue_loop(self) -> None:
         backoff = Backoff(initial=0.5, maximum=30.0)

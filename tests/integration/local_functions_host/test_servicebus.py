@@ -34,6 +34,7 @@ QUEUES = {
         {"name": "batch", "maxDeliveryCount": 3, "lockDuration": f"PT{LOCK_SECONDS}S"},
         {"name": "drain-batch", "maxDeliveryCount": 3, "lockDuration": "PT30S"},
         {"name": "long-session", "requiresSession": True, "maxDeliveryCount": 3, "lockDuration": f"PT{LOCK_SECONDS}S"},
+        {"name": "few-slots", "requiresSession": True, "maxDeliveryCount": 3, "lockDuration": f"PT{LOCK_SECONDS}S"},
     ]
 }
 
@@ -328,6 +329,43 @@ def test_a_busy_session_is_let_go_before_its_lock_renewal_runs_out(
     assert [r["message_id"] for r in starts] == [f"{run}-{i}" for i in range(8)]
     assert {r["delivery_count"] for r in starts} == {1}
     assert not [r for r in logged if r["level"] in ("WARNING", "ERROR") and r.get("functionName") == "process_session"]
+
+
+def _session_held(broker: RunningBroker, queue: str, session_id: str) -> bool:
+    return any(s["locked"] for s in broker.stats()[queue]["sessions"] if s["id"] == session_id)
+
+
+def test_an_idle_session_keeps_its_slot_while_slots_are_spare_and_gives_it_up_when_none_is_left(
+    workdir: Path, broker: RunningBroker, send: Callable[..., None], records: Records, record_dir: Path
+) -> None:
+    """Two session slots and a 60 s sessionIdleTimeout: a third customer's order would wait a minute for a
+    slot if the idle sessions of the first two sat out their timeout."""
+    run = unique("slots")
+    app = copy_app(
+        "servicebus_app",
+        workdir / run,
+        values={"ServiceBusConnection": broker.connection_string, "WORK_QUEUE": "few-slots",
+                "PLAIN_QUEUE": "drain-plain", "BATCH_QUEUE": "drain-batch",
+                "AzureFunctionsJobHost__extensions__serviceBus__maxConcurrentSessions": "2",
+                "AzureFunctionsJobHost__extensions__serviceBus__sessionIdleTimeout": "00:01:00"},
+    )
+    with HostProcess(app, env={"RECORD_DIR": str(record_dir)}):
+        send("few-slots", message("ok", f"{run}-a-1", session_id=f"{run}-a"))
+        wait_until(lambda: records("process_session", f"{run}-a-1", phase="end"), what="customer a's order")
+        time.sleep(1.5)
+        assert _session_held(broker, "few-slots", f"{run}-a"), "with a slot to spare, an idle session is kept"
+        send("few-slots", message("ok", f"{run}-a-2", session_id=f"{run}-a"))
+        wait_until(lambda: records("process_session", f"{run}-a-2", phase="end"), what="customer a's second order")
+
+        send("few-slots", message("ok", f"{run}-b-1", session_id=f"{run}-b"))
+        wait_until(lambda: records("process_session", f"{run}-b-1", phase="end"), what="customer b's order")
+        send("few-slots", message("ok", f"{run}-c-1", session_id=f"{run}-c"))
+        wait_until(lambda: records("process_session", f"{run}-c-1", phase="end"), timeout=15,
+                   what="customer c's order, which needs a slot a or b gives up")
+
+    starts = records("process_session", run, phase="start")
+    assert [r["message_id"] for r in starts] == [f"{run}-a-1", f"{run}-a-2", f"{run}-b-1", f"{run}-c-1"]
+    assert {r["delivery_count"] for r in starts} == {1}
 
 
 def test_host_status_lists_the_listeners(host: HostProcess) -> None:
