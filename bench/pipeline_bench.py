@@ -13,6 +13,11 @@ Measured in one run, on the whole system started as real processes (broker, Redi
   alone and to the host's former own conversion (bench/invocation_cost.py);
 - accepted→Completed latency at fixed offered rates (``--rates``), spread over ``--customers`` customers, sent
   open-loop by a separate process against one host running all functions;
+- capacity (``--only capacity``, not part of the default run): for each of ``--capacity-customers`` (50, 1,000
+  and 10,000 by default; with 10,000 nearly every order is its customer's only one) a stack of its own and one
+  host with all functions; the offered rate rises by half a step at a time while every order is processed with
+  accepted→Completed p99 ≤ 1 s, one more step tries between the last rate sustained and the first one not, and
+  then half the highest sustained rate is offered; rows carry host and broker CPU per order
 - tracing: intake and processing CPU per order with OpenTelemetry off and on (every trace sampled, spans and
   metrics exported as OTLP JSON lines, as ``scripts/run`` does), one stack each in the same run.
 
@@ -66,6 +71,8 @@ TARGETS = {
     "latency_p50_ms": 50.0,
     "latency_p99_ms": 250.0,
 }
+# The capacity phase's bar: a rate counts as sustained while accepted→Completed p99 stays within this.
+CAPACITY_P99_MS = 1000.0
 
 WRK_SCRIPT = r"""
 -- POST /api/orders with the customer cycling over N customers; counts 202s per thread.
@@ -274,10 +281,28 @@ class LatencyResult:
     completed: int
     failures: int
     host_cpu_percent: float
+    host_cpu_us: float = float("nan")
+    broker_cpu_us: float = float("nan")
+    customers: int = 0
+
+    @property
+    def sustained(self) -> bool:
+        """Every measured order Completed (or Rejected) with accepted→Completed p99 within CAPACITY_P99_MS."""
+        return self.failures == 0 and self.p99_ms <= CAPACITY_P99_MS
+
+
+@dataclass
+class CapacityResult:
+    """The highest offered rate sustained over ``customers``, then half of it."""
+    customers: int
+    steps: list[LatencyResult]
+    best: LatencyResult | None
+    half: LatencyResult | None
 
 
 @dataclass
 class Report:
+    capacity: list[CapacityResult] = field(default_factory=list)
     intake: list[IntakeResult] = field(default_factory=list)
     processing: ProcessingResult | None = None
     bare_processing: ProcessingResult | None = None  # the processing row's baseline (bench/bare_consumer.py)
@@ -529,6 +554,12 @@ class Bench:
         with urllib.request.urlopen(self.stack.broker_status_url, timeout=10) as response:
             return int(json.load(response)[queue]["active"])
 
+    def wait_until_drained(self, timeout: float = 300.0) -> None:
+        """An overloaded step leaves a backlog; the next step starts once the queue is empty."""
+        deadline = time.monotonic() + timeout
+        while self.queued() and time.monotonic() < deadline:
+            time.sleep(0.5)
+
     def order_count(self) -> int:
         return int(self.sql("SELECT count(*) FROM orders")[0][0])
 
@@ -585,10 +616,11 @@ class Bench:
         if len(sent["orders"]) != count:
             raise RuntimeError(f"only {len(sent['orders'])} of {count} orders were accepted: {sent['failures'][:3]}")
 
-    def send(self, rate: float, seconds: float, warmup: float) -> dict[str, Any]:
+    def send(self, rate: float, seconds: float, warmup: float, customers: int | None = None) -> dict[str, Any]:
+        customers = customers or self.options.customers
         sender = subprocess.run(
             [sys.executable, "-m", "bench.pipeline_bench", "--send-at-rate", repr(rate), "--port", str(self.stack.ports.host),
-             "--rate-duration", repr(seconds), "--warmup", repr(warmup), "--customers", str(self.options.customers),
+             "--rate-duration", repr(seconds), "--warmup", repr(warmup), "--customers", str(customers),
              "--arrivals", self.options.arrivals, "--pick", self.options.pick, "--token", self.backend_token()],
             cwd=ROOT, capture_output=True, text=True, check=False)
         if sender.returncode != 0:
@@ -658,18 +690,21 @@ class Bench:
                                 float("nan"), wall_seconds=wall, host_cpu_us=cpu / max(1, done) * 1e6, completed=done,
                                 broker_cpu_us=(cpu_seconds(self.broker_pid) - broker_before) / max(1, done) * 1e6)
 
-    def latency(self, rate: float) -> LatencyResult:
+    def latency(self, rate: float, customers: int | None = None) -> LatencyResult:
+        customers = customers or self.options.customers
         last_id = int(self.sql("SELECT coalesce(max(order_id), 0) FROM orders")[0][0])
         note(f"latency: {rate:.0f} orders/s for {self.options.warmup:.0f}s (warm-up) + "
-             f"{self.options.rate_duration:.0f}s over {self.options.customers} customers ...")
+             f"{self.options.rate_duration:.0f}s over {customers} customers ...")
         cpu_before = cpu_seconds(self.host_pid)
+        broker_before = cpu_seconds(self.broker_pid)
         started = time.monotonic()
-        sent = self.send(rate, self.options.rate_duration, self.options.warmup)
+        sent = self.send(rate, self.options.rate_duration, self.options.warmup, customers)
         orders = {order["correlationId"]: order for order in sent["orders"]}
         deadline = time.monotonic() + 60
         while self.new_orders(last_id) < len(orders) and time.monotonic() < deadline:
             time.sleep(0.1)
         host_cpu = cpu_seconds(self.host_pid) - cpu_before
+        broker_cpu = cpu_seconds(self.broker_pid) - broker_before
         elapsed = time.monotonic() - started
         rows = self.sql("SELECT correlation_id, status, updated_at FROM orders WHERE order_id > :after", after=last_id)
         measured = {cid: order for cid, order in orders.items() if not order["warmup"]}
@@ -689,7 +724,33 @@ class Bench:
             max_ms=max(latencies, default=float("nan")), completed=completed,
             failures=len(sent["failures"]) + len(measured) - len(latencies),
             host_cpu_percent=host_cpu / elapsed * 100,
+            host_cpu_us=host_cpu / max(1, len(orders)) * 1e6, broker_cpu_us=broker_cpu / max(1, len(orders)) * 1e6,
+            customers=customers,
         )
+
+    def capacity(self, customers: int, start_rate: float) -> CapacityResult:
+        """Raise the offered rate by half each step while it is sustained, try once between the last rate
+        sustained and the first one not, then offer half the highest sustained rate."""
+        steps: list[LatencyResult] = []
+        best: LatencyResult | None = None
+        rate = start_rate
+        while True:
+            step = self.latency(rate, customers)
+            steps.append(step)
+            self.wait_until_drained()
+            if not step.sustained:
+                break
+            best = step
+            rate *= 1.5
+        if best is not None:
+            middle = (best.offered_rate + rate) / 2
+            step = self.latency(middle, customers)
+            steps.append(step)
+            self.wait_until_drained()
+            if step.sustained:
+                best = step
+        half = self.latency(best.offered_rate / 2, customers) if best is not None else None
+        return CapacityResult(customers=customers, steps=steps, best=best, half=half)
 
     def new_orders(self, after_id: int) -> int:
         return int(self.sql("SELECT count(*) FROM orders WHERE order_id > :after", after=after_id)[0][0])
@@ -724,6 +785,26 @@ def render(report: Report, options: argparse.Namespace, started_load: str) -> st
         lines.extend("| " + " | ".join(row) + " |" for row in rows)
         lines.append("")
 
+    if report.capacity:
+        lines.append(f"Capacity: one host with all functions, {options.pick} customers, {options.arrivals} arrivals, "
+                     f"{options.rate_duration:.0f}s per step; the highest offered rate with every order processed and "
+                     f"accepted→Completed p99 ≤ {CAPACITY_P99_MS:.0f} ms (from when each order was due), then half "
+                     "of it:")
+        rows = []
+        for c in report.capacity:
+            for label, r in (("highest sustained", c.best), ("half of it", c.half)):
+                if r is None:
+                    rows.append([f"{c.customers:,}", label, "none", "", "", "", "", "", "", ""])
+                    continue
+                rows.append([f"{c.customers:,}", label, f"{r.offered_rate:.0f}/s", f"{r.p50_ms:.0f}", f"{r.p99_ms:.0f}",
+                             f"{r.completed}/{r.sent}", f"{r.host_cpu_percent:.0f}%", f"{r.host_cpu_us:.0f}",
+                             f"{r.broker_cpu_us:.0f}",
+                             _mark(r.p99_ms <= TARGETS["latency_p99_ms"]) if label == "half of it" else ""])
+            tried = ", ".join(f"{r.offered_rate:.0f}/s p99 {r.p99_ms:.0f} ms" + ("" if r.sustained else " (not sustained)")
+                              for r in c.steps)
+            rows.append([f"{c.customers:,}", "steps", tried, "", "", "", "", "", "", ""])
+        table(["customers", "", "offered", "p50 ms", "p99 ms", "processed", "host CPU", "host CPU µs/order",
+               "broker CPU µs/order", "target p99 ≤250 ms at half"], rows)
     if report.intake:
         lines.append(f"Intake, POST /api/orders, {options.connections} connections, {options.duration:.0f}s (wrk):")
         rows = []
@@ -832,7 +913,11 @@ def main() -> int:
                         help="override a host.json extensions.serviceBus setting for the host, e.g. "
                         "maxConcurrentSessions=64 (repeatable; default: host.json as it is)")
     parser.add_argument("--only", default="intake,invocation,processing,latency,tracing",
-                        help="phases to run, comma-separated (default: all five)")
+                        help="phases to run, comma-separated (default: all five; capacity runs only when named)")
+    parser.add_argument("--capacity-customers", default="50,1000,10000",
+                        help="capacity phase: customer counts, each searched on its own (default 50,1000,10000)")
+    parser.add_argument("--capacity-start", type=float, default=20.0,
+                        help="capacity phase: first offered rate, orders/s (default 20)")
     parser.add_argument("--tracing-orders", type=int,
                         help="orders queued and processed per stack in the tracing phase (default 3000, quick 1000)")
     parser.add_argument("--processing-orders", type=int,
@@ -905,6 +990,12 @@ def main() -> int:
                     bench.restart_host(None)
                     for rate in (float(r) for r in options.rates.split(",") if r.strip()):
                         report.latency.append(bench.latency(rate))
+        if "capacity" in phases:
+            for customers in (int(n) for n in options.capacity_customers.split(",") if n.strip()):
+                # A stack of its own per customer count: no session or order of another count carries over.
+                with running(Bench(options, data_dir / f"capacity-{customers}")) as bench:
+                    bench.restart_host(None)
+                    report.capacity.append(bench.capacity(customers, options.capacity_start))
         if "tracing" in phases:
             report.tracing = measure_tracing(options, script, data_dir / "tracing")
     except KeyboardInterrupt:
