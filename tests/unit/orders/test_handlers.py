@@ -256,6 +256,20 @@ def test_if_the_event_cannot_be_sent_the_retry_sends_it_with_one_stock_change(da
     assert statuses(events.events) == [OrderStatus.COMPLETED]
 
 
+def test_each_processed_order_logs_one_line_with_its_outcome_and_a_warning_when_its_event_is_not_sent(
+        uow_factory, events, clock, caplog):
+    with caplog.at_level(logging.INFO, logger="orders.service_layer"):
+        process(order(("SKU-1", 1)), uow_factory, events, clock)
+        events.fail_next = 1
+        with pytest.raises(TransientError):
+            process(order(("SKU-1", 1)), uow_factory, events, clock)
+    first, second = caplog.records
+    assert first.getMessage().startswith("order processed, status published")
+    assert (first.correlationId, first.status, first.orderId, first.attempt) == (CID, "Completed", 1, 1)
+    assert second.levelno == logging.WARNING and second.correlationId == CID and second.orderId == 1
+    assert second.getMessage().startswith("order already processed; its status event was not published")
+
+
 def test_database_down_is_transient_and_changes_nothing(database, uow_factory, events, clock):
     database.down = True
     with pytest.raises(TransientError):
