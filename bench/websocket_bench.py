@@ -5,7 +5,11 @@ Per instance, next to a bare ``websockets`` server measured in the same run:
   opened by several client processes;
 - events/s delivered to ``--subscribers`` sockets (each following ``--orders`` orders), events offered as
   fast as the instance takes them;
-- event→client latency p50/p99 at a fixed offered rate (``--rate`` events/s).
+- event→client latency p50/p99 at a fixed offered rate (``--rate`` events/s);
+- overload: events offered at twice the rate the instance delivered as fast as it could, over several
+  publisher connections each paced on its own; every event must still arrive and no client be closed.
+
+Each subscriber's orders are split in three, one part per phase (Accepted, then Completed, for each order).
 
 Events enter the service through ``POST /internal/events`` (the path a forwarded event takes, batches of
 ``--batch``) and the bare server through one publisher WebSocket; "event→client" runs from the moment the
@@ -34,6 +38,9 @@ from bench.measure import ROOT, aligned_table, rss_kib
 
 NOTIFY_SECRET = "bench-notify-secret"
 INTERNAL_SECRET = "bench-internal-secret"
+
+
+OVERLOAD_PUBLISHERS = 8
 
 
 def raise_file_limit() -> int:
@@ -118,6 +125,8 @@ async def client(url: str, count: int, orders: int, wave: int) -> None:
     """
     from service_platform.notify_tokens import DEFAULT_KEY_ID, NotifyTokenSigner
     from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+    from websockets.protocol import State
 
     raise_file_limit()
     secret = NOTIFY_SECRET.encode()
@@ -155,12 +164,18 @@ async def client(url: str, count: int, orders: int, wave: int) -> None:
         expected = int(line.split()[1])
         latencies: list[float] = []
         first = last = 0.0
+        closed = 0
         done = asyncio.Event()
 
         async def drain(ws) -> None:  # type: ignore[no-untyped-def]
-            nonlocal first, last
+            nonlocal first, last, closed
             while not done.is_set():
-                frame = json.loads(await ws.recv())
+                try:
+                    raw = await ws.recv()
+                except ConnectionClosed:
+                    closed += 1  # the server closed a client that reads everything it is sent
+                    return
+                frame = json.loads(raw)
                 now = time.time()
                 if frame.get("type") != "status":
                     continue
@@ -178,8 +193,9 @@ async def client(url: str, count: int, orders: int, wave: int) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        print(json.dumps({"received": len(latencies), "first": first, "last": last, "latencies": latencies}),
-              flush=True)
+        sockets = [ws for ws in sockets if ws.state is State.OPEN]
+        print(json.dumps({"received": len(latencies), "first": first, "last": last, "latencies": latencies,
+                          "closed": closed}), flush=True)
     for ws in sockets:
         ws.transport.abort()
 
@@ -373,6 +389,15 @@ async def publish_paced(target: Target, events: list[dict], batch: int, rate: fl
             next_at += interval
 
 
+async def publish_overload(target: Target, events: list[dict], batch: int, rate: float, publishers: int) -> float:
+    """``rate`` events/s over ``publishers`` connections at once, each paced on its own: a service slower than
+    that answers later, but the other connections keep offering. Returns the seconds the offering took."""
+    started = time.monotonic()
+    share = [events[i::publishers] for i in range(publishers)]
+    await asyncio.gather(*(publish_paced(target, part, batch, rate / publishers) for part in share if part))
+    return time.monotonic() - started
+
+
 def interleave(per_client: list[list[str]], orders: int, part: slice) -> list[str]:
     """Ids of the chosen orders of every socket, spread so consecutive events hit different sockets."""
     rows: list[list[str]] = []
@@ -402,9 +427,9 @@ def measure_events(target: Target, redis_url: str, subscribers: int, processes: 
         wait_registered(redis_url, opened * orders)
     else:
         time.sleep(1)
-    half = orders // 2
-    # Throughput: Accepted then Completed for the first half of each socket's orders, as fast as taken.
-    fast_ids = [interleave([c], orders, slice(0, half)) for c in ids]
+    third = orders // 3
+    # Throughput: Accepted then Completed for the first third of each socket's orders, as fast as taken.
+    fast_ids = [interleave([c], orders, slice(0, third)) for c in ids]
     fast = events_for([i for c in fast_ids for i in c], "Accepted") + events_for([i for c in fast_ids for i in c],
                                                                                 "Completed")
     collect(clients, [2 * len(c) for c in fast_ids])
@@ -414,8 +439,8 @@ def measure_events(target: Target, redis_url: str, subscribers: int, processes: 
     last = max(r["last"] for r in reports)
     target.results |= {"subscribers": opened, "events": delivered, "offered": len(fast),
                        "events_per_s": delivered / max(last - started, 1e-9)}
-    # Latency at a fixed offered rate: the second half.
-    slow_ids = [interleave([c], orders, slice(half, orders)) for c in ids]
+    # Latency at a fixed offered rate: the second third.
+    slow_ids = [interleave([c], orders, slice(third, 2 * third)) for c in ids]
     paced = events_for([i for c in slow_ids for i in c], "Accepted") + events_for([i for c in slow_ids for i in c],
                                                                                  "Completed")
     collect(clients, [2 * len(c) for c in slow_ids])
@@ -426,6 +451,17 @@ def measure_events(target: Target, redis_url: str, subscribers: int, processes: 
         q = statistics.quantiles(latencies, n=100, method="inclusive")
         target.results |= {"p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "paced_delivered": len(latencies),
                            "paced_offered": len(paced)}
+    # Overload: the last third offered at twice the rate this server delivered as fast as it could.
+    over_ids = [interleave([c], orders, slice(2 * third, orders)) for c in ids]
+    over = events_for([i for c in over_ids for i in c], "Accepted") + events_for([i for c in over_ids for i in c],
+                                                                                "Completed")
+    over_rate = 2 * target.results["events_per_s"]
+    collect(clients, [2 * len(c) for c in over_ids])
+    offered_seconds = asyncio.run(publish_overload(target, over, batch, over_rate, OVERLOAD_PUBLISHERS))
+    reports = results_of(clients)
+    target.results |= {"overload_rate": len(over) / max(offered_seconds, 1e-9), "overload_offered": len(over),
+                       "overload_delivered": sum(r["received"] for r in reports),
+                       "overload_closed": sum(r["closed"] for r in reports)}
     close_clients(clients)
 
 
@@ -485,17 +521,25 @@ def main() -> None:
         stop(status)
 
     print()
-    header = ("server", "idle sockets", "KiB/socket", "subscribers", "events/s", f"p50 ms @{options.rate:.0f}/s",
-              "p99 ms", "delivered (paced)")
+    header = ("server", "idle sockets", "KiB/socket", "subscribers", "events/s", "ratio", f"p50 ms @{options.rate:.0f}/s",
+              "p99 ms", "delivered (paced)", "overload offered/s", "delivered (overload)", "clients closed")
     rows = []
+    baseline = targets[0].results.get("events_per_s", float("nan")) if targets else float("nan")
     for t in targets:
         r = t.results
         rows.append((t.name, f"{r.get('sockets', 0):,}", f"{r.get('kib_per_socket', 0):.1f}",
                      f"{r.get('subscribers', 0):,}", f"{r.get('events_per_s', 0):,.0f}",
+                     f"{r.get('events_per_s', 0) / baseline:.2f}x",
                      f"{r.get('p50_ms', float('nan')):.2f}", f"{r.get('p99_ms', float('nan')):.2f}",
-                     f"{r.get('paced_delivered', 0):,}/{r.get('paced_offered', 0):,}"))
+                     f"{r.get('paced_delivered', 0):,}/{r.get('paced_offered', 0):,}",
+                     f"{r.get('overload_rate', 0):,.0f}",
+                     f"{r.get('overload_delivered', 0):,}/{r.get('overload_offered', 0):,}",
+                     f"{r.get('overload_closed', 0):,}"))
     print(aligned_table(header, rows))
-    print("\ntargets per instance: >= 10,000 sockets at <= 20 KiB each; >= 10,000 events/s with p99 <= 5 ms")
+    print("\nratio: events/s next to bare websockets in this run. Overload: the last third of the events offered at"
+          f" twice the server's own events/s over {OVERLOAD_PUBLISHERS} connections.")
+    print("targets per instance: >= 10,000 sockets at <= 20 KiB each; >= 10,000 events/s and >= 0.5x bare websockets"
+          " with p99 <= 5 ms; every event delivered and no client closed, paced and at overload")
 
 
 if __name__ == "__main__":
