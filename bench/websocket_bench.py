@@ -56,12 +56,17 @@ def raise_file_limit() -> int:
 
 
 async def status_stub(port: int) -> None:
-    """Answers every request with 404 (no order known), keep-alive: the status API as cheap as it gets."""
+    """Answers every request with 404 (no order known), keep-alive: the status API as cheap as it gets.
+
+    ``GET /reads`` answers how many status reads it has answered, so that the driver can wait until the
+    service has read the current status of every order subscribed to before it measures events."""
     body = b'{"title":"not found"}'
     reply = (b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: "
              + str(len(body)).encode() + b"\r\n\r\n" + body)
+    reads = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal reads
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -71,6 +76,12 @@ async def status_stub(port: int) -> None:
                         length = int(line.split(b":")[1])
                 if length:
                     await reader.readexactly(length)
+                if head.startswith(b"GET /reads "):
+                    count = str(reads).encode()
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(count)).encode() + b"\r\n\r\n"
+                                 + count)
+                    continue
+                reads += 1
                 writer.write(reply)
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
@@ -249,6 +260,8 @@ class Target:
     ws_url: str
     publish: object = None
     results: dict[str, object] = field(default_factory=dict)
+    status_url: str = ""
+    status_reads_before: int = 0
 
 
 def start_target(kind: str, redis_url: str, status_url: str, orders: int, sockets: int,
@@ -271,7 +284,7 @@ def start_target(kind: str, redis_url: str, status_url: str, orders: int, socket
         name = "websocket_service"
         wait_for_http(f"http://127.0.0.1:{port}/healthz", proc, timeout=30)
     time.sleep(0.5)
-    return Target(name, port, proc, f"ws://127.0.0.1:{port}/ws")
+    return Target(name, port, proc, f"ws://127.0.0.1:{port}/ws", status_url="" if kind == "bare" else status_url)
 
 
 def open_clients(target: Target, total: int, processes: int, orders: int) -> tuple[list[subprocess.Popen[str]], int, list[list[str]]]:
@@ -417,14 +430,33 @@ def wait_registered(redis_url: str, expected: int, timeout: float = 120) -> None
     client.close()
 
 
+def status_reads(status_url: str) -> int:
+    import urllib.request
+
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
+    with direct.open(status_url.removesuffix("/api") + "/reads", timeout=10) as response:
+        return int(response.read())
+
+
+def wait_status_reads(status_url: str, expected: int, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while status_reads(status_url) < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def measure_events(target: Target, redis_url: str, subscribers: int, processes: int, orders: int, batch: int,
                    rate: float) -> None:
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
+    if target.status_url:
+        target.status_reads_before = status_reads(target.status_url)
     clients, opened, ids = open_clients(target, subscribers, processes, orders)
     if not target.name.startswith("bare"):
         wait_registered(redis_url, opened * orders)
+        # Each subscribe reads the order's current status (about 1.6 ms each through httpx); events are
+        # measured once those reads are done, as the bare server has none.
+        wait_status_reads(target.status_url, target.status_reads_before + opened * orders)
     else:
         time.sleep(1)
     third = orders // 3
