@@ -4,7 +4,8 @@ Measured in one run, on the whole system started as real processes (broker, Redi
 
 - intake: ``POST /api/orders`` at ``--connections`` keep-alive connections for ``--duration`` seconds against
   one local host process serving only the HTTP functions, next to a baseline ASGI app that answers 202 on the
-  same server stack (uvicorn on uvloop with httptools, configured as the local host configures it);
+  same server stack (uvicorn on uvloop with httptools, configured as the local host configures it); then
+  the open-loop sender at half the rate the local host reached, each request timed from when it was due;
 - processing: the orders intake accepted, still queued, processed by one host process running only the Service
   Bus functions; orders/s from the first to the last order written (SQL timestamps); next to the same number of
   orders consumed by a bare consumer (``bench/bare_consumer.py``: SDK session receivers with the host's session
@@ -67,6 +68,7 @@ SERVICE_BUS_SETTING = "AzureFunctionsJobHost__extensions__serviceBus__"
 TARGETS = {
     "intake_rps": 3000.0,
     "intake_p99_ms": 30.0,
+    "intake_open_loop_p99_ms": 25.0,
     "processing_rps": 1000.0,
     "latency_p50_ms": 50.0,
     "latency_p99_ms": 250.0,
@@ -301,6 +303,19 @@ class CapacityResult:
 
 
 @dataclass
+class IntakeOpenLoop:
+    """POST→202 at a fixed offered rate, each request timed from when it was due (open loop)."""
+    offered_rate: float
+    achieved_rate: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    accepted: int
+    failures: int
+    host_cpu_us: float
+
+
+@dataclass
 class Report:
     capacity: list[CapacityResult] = field(default_factory=list)
     intake: list[IntakeResult] = field(default_factory=list)
@@ -309,6 +324,7 @@ class Report:
     latency: list[LatencyResult] = field(default_factory=list)
     # CPU of validating one bearer token seen for the first time, and one presented again (remembered)
     validation_cpu_us: tuple[float, float] | None = None
+    intake_open_loop: IntakeOpenLoop | None = None
     # (path, median µs of CPU per invocation, spread over the rounds), from bench/invocation_cost.py
     invocation_us: list[tuple[str, float, float]] = field(default_factory=list)
     tracing: list[TracingResult] = field(default_factory=list)
@@ -579,6 +595,20 @@ class Bench:
         result.queued = self.queued()
         return result
 
+    def intake_open_loop(self, rate: float) -> IntakeOpenLoop:
+        """Orders sent at ``rate`` by the open-loop sender, timed from when each was due, to the HTTP-only host."""
+        note(f"intake: open loop at {rate:,.0f} orders/s for {self.options.warmup:.0f}s (warm-up) + "
+             f"{self.options.duration:.0f}s ...")
+        cpu_before = cpu_seconds(self.host_pid)
+        sent = self.send(rate, self.options.duration, self.options.warmup)
+        cpu = cpu_seconds(self.host_pid) - cpu_before
+        measured = [order for order in sent["orders"] if not order["warmup"]]
+        waits = [(order["accepted"] - order["due"]) * 1000 for order in measured]
+        return IntakeOpenLoop(offered_rate=rate, achieved_rate=len(measured) / sent["seconds"],
+                              p50_ms=percentile(waits, 0.5), p99_ms=percentile(waits, 0.99),
+                              max_ms=max(waits, default=float("nan")), accepted=len(measured),
+                              failures=len(sent["failures"]), host_cpu_us=cpu / max(1, len(sent["orders"])) * 1e6)
+
     def backend_token(self) -> str:
         """The development backend's token: it names the customer in the body, as the load does."""
         from local_identity.client import development_token
@@ -819,6 +849,15 @@ def render(report: Report, options: argparse.Namespace, started_load: str) -> st
         table(["server", "202/s", "p50 ms", "p99 ms", "max ms", "non-202", "server CPU µs/req", "broker CPU µs/req",
                "wrk CPU",
                "queued after", "target ≥3,000/s, p99 ≤30 ms"], rows)
+    if report.intake_open_loop is not None:
+        o = report.intake_open_loop
+        lines.append("Intake, open loop at half the local host's rate above (POST→202 from when each order was due; "
+                     "random customers):")
+        table(["offered", "achieved", "p50 ms", "p99 ms", "max ms", "accepted", "failed", "host CPU µs/order",
+               f"target p99 ≤{TARGETS['intake_open_loop_p99_ms']:.0f} ms"],
+              [[f"{o.offered_rate:,.0f}/s", f"{o.achieved_rate:,.0f}/s", f"{o.p50_ms:.1f}", f"{o.p99_ms:.1f}",
+                f"{o.max_ms:.0f}", f"{o.accepted:,}", f"{o.failures:,}", f"{o.host_cpu_us:.0f}",
+                _mark(o.p99_ms <= TARGETS["intake_open_loop_p99_ms"] and o.failures == 0)]])
     if report.validation_cpu_us is not None and report.intake:
         host = report.intake[-1]
         first, again = report.validation_cpu_us
@@ -974,6 +1013,7 @@ def main() -> int:
             report.intake.append(measure_baseline(options, script))
             with running(Bench(options, data_dir / "intake")) as bench:
                 report.intake.append(bench.intake(script))
+                report.intake_open_loop = bench.intake_open_loop(report.intake[-1].requests_per_s / 2)
                 note("intake: CPU of token validation alone ...")
                 report.validation_cpu_us = bench.token_validation()
         if "invocation" in phases:
