@@ -120,7 +120,8 @@ def main() -> int:
     parser.add_argument("--queue", default="orders")
     parser.add_argument("--database", required=True, help="SQLite file of its own")
     parser.add_argument("--expected", type=int, required=True, help="stop after this many messages")
-    parser.add_argument("--sessions", type=int, default=128, help="concurrent sessions (host.json: maxConcurrentSessions)")
+    parser.add_argument("--sessions", type=int, default=128,
+                        help="concurrent sessions (host.json: maxConcurrentSessions)")
     parser.add_argument("--idle-seconds", type=float, default=1.0, help="host.json: sessionIdleTimeout")
     options = parser.parse_args()
     done, seconds = asyncio.run(consume(options.connection_string, options.queue, Store(options.database),

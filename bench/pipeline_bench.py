@@ -830,8 +830,8 @@ def render(report: Report, options: argparse.Namespace, started_load: str) -> st
                              f"{r.completed}/{r.sent}", f"{r.host_cpu_percent:.0f}%", f"{r.host_cpu_us:.0f}",
                              f"{r.broker_cpu_us:.0f}",
                              _mark(r.p99_ms <= TARGETS["latency_p99_ms"]) if label == "half of it" else ""])
-            tried = ", ".join(f"{r.offered_rate:.0f}/s p99 {r.p99_ms:.0f} ms" + ("" if r.sustained else " (not sustained)")
-                              for r in c.steps)
+            tried = ", ".join(f"{r.offered_rate:.0f}/s p99 {r.p99_ms:.0f} ms"
+                              + ("" if r.sustained else " (not sustained)") for r in c.steps)
             rows.append([f"{c.customers:,}", "steps", tried, "", "", "", "", "", "", ""])
         table(["customers", "", "offered", "p50 ms", "p99 ms", "processed", "host CPU", "host CPU µs/order",
                "broker CPU µs/order", "target p99 ≤250 ms at half"], rows)

@@ -553,8 +553,9 @@ def main() -> None:
         stop(status)
 
     print()
-    header = ("server", "idle sockets", "KiB/socket", "subscribers", "events/s", "ratio", f"p50 ms @{options.rate:.0f}/s",
-              "p99 ms", "delivered (paced)", "overload offered/s", "delivered (overload)", "clients closed")
+    header = ("server", "idle sockets", "KiB/socket", "subscribers", "events/s", "ratio",
+              f"p50 ms @{options.rate:.0f}/s", "p99 ms", "delivered (paced)", "overload offered/s",
+              "delivered (overload)", "clients closed")
     rows = []
     baseline = targets[0].results.get("events_per_s", float("nan")) if targets else float("nan")
     for t in targets:

@@ -3,7 +3,8 @@
 Session-enabled entities: up to ``maxConcurrentSessions`` session receivers, each taking the next
 available session (NEXT_AVAILABLE), handing its messages to the function one at a time (or
 ``maxConcurrentCallsPerSession`` at a time), and letting the session go after ``sessionIdleTimeout``
-without messages — or sooner when session slots run short (see ``GIVE_WAY_SECONDS``). Other entities: one receiver and up to ``maxConcurrentCalls`` invocations at once.
+without messages, or sooner when session slots run short (see ``GIVE_WAY_SECONDS``). Other entities: one
+receiver and up to ``maxConcurrentCalls`` invocations at once.
 With ``autoCompleteMessages`` a message is completed when the function returns; when it fails it is
 abandoned, with or without ``autoCompleteMessages`` (as the Functions host does); after MaxDeliveryCount
 the broker dead-letters it. Locks are renewed up to ``maxAutoLockRenewalDuration``: a message's while
