@@ -39,6 +39,9 @@ INSERT_ORDER = insert(orders).returning(orders.c.order_id)
 
 INSERT_LINES = insert(order_lines)
 
+#: The ordered products, built once: an ``IN`` over an expanding parameter.
+SELECT_PRODUCTS = select(products).where(products.c.sku.in_(bindparam("skus", expanding=True)))
+
 SELECT_ORDER = select(
     orders.c.order_id, orders.c.status, orders.c.total, orders.c.currency, orders.c.reason, orders.c.updated_at,
     orders.c.customer_id, orders.c.attempt,
@@ -94,7 +97,7 @@ class SqlOrderStore:
         wanted = sorted(set(skus))
         if not wanted:
             return {}
-        rows = self._connection.execute(select(products).where(products.c.sku.in_(wanted)))
+        rows = self._connection.execute(SELECT_PRODUCTS, {"skus": wanted})
         return {row.sku: _product(row) for row in rows}
 
     def list_products(self) -> list[Product]:
