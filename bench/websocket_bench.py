@@ -431,10 +431,9 @@ def wait_registered(redis_url: str, expected: int, timeout: float = 120) -> None
 
 
 def status_reads(status_url: str) -> int:
-    import urllib.request
+    from local_servers.ports import DIRECT
 
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
-    with direct.open(status_url.removesuffix("/api") + "/reads", timeout=10) as response:
+    with DIRECT.open(status_url.removesuffix("/api") + "/reads", timeout=10) as response:
         return int(response.read())
 
 

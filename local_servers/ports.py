@@ -67,7 +67,7 @@ def popen_listening(command: list[str], *, env: Mapping[str, str], port: int = 0
 
 
 #: No proxy from the environment: these servers are on this machine's loopback interface.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 20.0) -> None:
@@ -79,7 +79,7 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 20.0) ->
         if process.poll() is not None:
             raise RuntimeError(f"the server for {url} exited with {process.returncode} at start")
         try:
-            with _DIRECT.open(url, timeout=1.0):
+            with DIRECT.open(url, timeout=1.0):
                 return
         except urllib.error.HTTPError:
             return

@@ -216,7 +216,8 @@ class LocalStack:
         try:
             wait_for_http(url, child.process, timeout)
         except (RuntimeError, TimeoutError) as error:
-            raise RuntimeError(f"{child.name}: {error}; its log ({child.log_path}) ends with:\n{child.tail()}") from None
+            raise RuntimeError(
+                f"{child.name}: {error}; its log ({child.log_path}) ends with:\n{child.tail()}") from None
 
     def _start_redis(self) -> None:
         if self._overrides.get("REDIS_URL"):
