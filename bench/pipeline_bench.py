@@ -285,7 +285,6 @@ class LatencyResult:
     host_cpu_percent: float
     host_cpu_us: float = float("nan")
     broker_cpu_us: float = float("nan")
-    customers: int = 0
 
     @property
     def sustained(self) -> bool:
@@ -755,30 +754,25 @@ class Bench:
             failures=len(sent["failures"]) + len(measured) - len(latencies),
             host_cpu_percent=host_cpu / elapsed * 100,
             host_cpu_us=host_cpu / max(1, len(orders)) * 1e6, broker_cpu_us=broker_cpu / max(1, len(orders)) * 1e6,
-            customers=customers,
         )
 
     def capacity(self, customers: int, start_rate: float) -> CapacityResult:
         """Raise the offered rate by half each step while it is sustained, try once between the last rate
         sustained and the first one not, then offer half the highest sustained rate."""
         steps: list[LatencyResult] = []
+
+        def offer(rate: float) -> LatencyResult:
+            steps.append(self.latency(rate, customers))
+            self.wait_until_drained()
+            return steps[-1]
+
         best: LatencyResult | None = None
         rate = start_rate
-        while True:
-            step = self.latency(rate, customers)
-            steps.append(step)
-            self.wait_until_drained()
-            if not step.sustained:
-                break
+        while (step := offer(rate)).sustained:
             best = step
             rate *= 1.5
-        if best is not None:
-            middle = (best.offered_rate + rate) / 2
-            step = self.latency(middle, customers)
-            steps.append(step)
-            self.wait_until_drained()
-            if step.sustained:
-                best = step
+        if best is not None and (step := offer((best.offered_rate + rate) / 2)).sustained:
+            best = step
         half = self.latency(best.offered_rate / 2, customers) if best is not None else None
         return CapacityResult(customers=customers, steps=steps, best=best, half=half)
 
