@@ -260,8 +260,7 @@ class Target:
     ws_url: str
     publish: object = None
     results: dict[str, object] = field(default_factory=dict)
-    status_url: str = ""
-    status_reads_before: int = 0
+    status_url: str = ""  # the status API stub the service reads; empty for the bare server
 
 
 def start_target(kind: str, redis_url: str, status_url: str, orders: int, sockets: int,
@@ -382,6 +381,12 @@ def events_for(ids: list[str], status: str) -> list[dict]:
              "reason": None} for cid in ids]
 
 
+def lifecycle_events(ids_per_client: list[list[str]]) -> list[dict]:
+    """Accepted for every order of every client, then Completed for each."""
+    ids = [cid for client_ids in ids_per_client for cid in client_ids]
+    return events_for(ids, "Accepted") + events_for(ids, "Completed")
+
+
 async def publish_fast(target: Target, events: list[dict], batch: int) -> float:
     started = time.time()
     async with Publisher(target) as pub:
@@ -448,21 +453,19 @@ def measure_events(target: Target, redis_url: str, subscribers: int, processes: 
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
-    if target.status_url:
-        target.status_reads_before = status_reads(target.status_url)
+    reads_before = status_reads(target.status_url) if target.status_url else 0
     clients, opened, ids = open_clients(target, subscribers, processes, orders)
-    if not target.name.startswith("bare"):
+    if target.status_url:
         wait_registered(redis_url, opened * orders)
         # Each subscribe reads the order's current status (about 1.6 ms each through httpx); events are
         # measured once those reads are done, as the bare server has none.
-        wait_status_reads(target.status_url, target.status_reads_before + opened * orders)
+        wait_status_reads(target.status_url, reads_before + opened * orders)
     else:
         time.sleep(1)
     third = orders // 3
     # Throughput: Accepted then Completed for the first third of each socket's orders, as fast as taken.
     fast_ids = [interleave([c], orders, slice(0, third)) for c in ids]
-    fast = events_for([i for c in fast_ids for i in c], "Accepted") + events_for([i for c in fast_ids for i in c],
-                                                                                "Completed")
+    fast = lifecycle_events(fast_ids)
     collect(clients, [2 * len(c) for c in fast_ids])
     started = asyncio.run(publish_fast(target, fast, batch))
     reports = results_of(clients)
@@ -472,8 +475,7 @@ def measure_events(target: Target, redis_url: str, subscribers: int, processes: 
                        "events_per_s": delivered / max(last - started, 1e-9)}
     # Latency at a fixed offered rate: the second third.
     slow_ids = [interleave([c], orders, slice(third, 2 * third)) for c in ids]
-    paced = events_for([i for c in slow_ids for i in c], "Accepted") + events_for([i for c in slow_ids for i in c],
-                                                                                 "Completed")
+    paced = lifecycle_events(slow_ids)
     collect(clients, [2 * len(c) for c in slow_ids])
     asyncio.run(publish_paced(target, paced, max(1, batch // 4), rate))
     reports = results_of(clients)
@@ -484,8 +486,7 @@ def measure_events(target: Target, redis_url: str, subscribers: int, processes: 
                            "paced_offered": len(paced)}
     # Overload: the last third offered at twice the rate this server delivered as fast as it could.
     over_ids = [interleave([c], orders, slice(2 * third, orders)) for c in ids]
-    over = events_for([i for c in over_ids for i in c], "Accepted") + events_for([i for c in over_ids for i in c],
-                                                                                "Completed")
+    over = lifecycle_events(over_ids)
     over_rate = 2 * target.results["events_per_s"]
     collect(clients, [2 * len(c) for c in over_ids])
     offered_seconds = asyncio.run(publish_overload(target, over, batch, over_rate, OVERLOAD_PUBLISHERS))
