@@ -118,7 +118,7 @@ print(json.dumps({"configured": configured() is not None}))
 
 
 def test_azure_monitor_is_configured_from_the_connection_string(receiver: Receiver) -> None:
-    key = "11111111-2222-3333-4444-555555555555"
+    key = KEY
     outcome = run(SEND_ONE_ORDER_SPAN + """
 from opentelemetry import trace
 from azure.core.settings import settings
