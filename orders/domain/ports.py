@@ -30,8 +30,9 @@ class OrderStore(Protocol):
     def list_products(self) -> list[Product]:
         """The whole catalog, ordered by SKU."""
 
-    def reserve_stock(self, sku: str, quantity: int) -> bool:
-        """Take ``quantity`` units of ``sku`` if that many are in stock, atomically; ``False`` if not.
+    def reserve_stock(self, sku: str, quantity: int) -> Product | None:
+        """Take ``quantity`` units of ``sku`` if that many are in stock, atomically, and return the product
+        (its ``stock`` what is left); ``None`` if the SKU is unknown or short, with nothing taken.
 
         Race-free: two transactions can never both take the last units.
         """

@@ -205,36 +205,62 @@ def process_order(
 
 def _decide_and_store(command: ProcessOrder, uow_factory: UnitOfWorkFactory,
                       clock: Clock) -> tuple[OrderOutcome, str]:
-    """The order's outcome and how it was reached, for the log line."""
+    """The order's outcome and how it was reached, for the log line.
+
+    A first delivery is the common case, so it is tried first: reserve, price, insert. The unique key on the
+    correlationId turns any other case (a redelivery, a concurrent delivery, a replay's reopened order) into
+    ``DuplicateOrder``; the transaction is then rolled back (stock included) and the stored order decides.
+    """
     cid = command.correlation_id
     with uow_factory() as uow:
-        existing = uow.orders.get(cid)
-        reopened = existing is not None and _awaits(existing, command.attempt)
-        if existing is not None and not reopened:
-            return existing, "order already processed"
-        decision: PricedOrder | Rejection = price_order(
-            command.currency, command.items, uow.orders.products({line.sku for line in command.items}))
-        if isinstance(decision, PricedOrder):
-            for sku, quantity in merge_quantities(command.items):
-                if not uow.orders.reserve_stock(sku, quantity):
-                    # Undo the units already taken for earlier lines: all lines or none.
-                    uow.rollback()
-                    decision = out_of_stock(sku, quantity)
-                    break
-        record = _record(command, decision, clock)
+        record = _decide(uow, command, clock)
         try:
-            order_id = uow.orders.settle(record) if reopened else uow.orders.add(record)
-            if order_id is None:
-                raise DuplicateOrder(cid)
+            order_id = uow.orders.add(record)
             uow.commit()
+            return record.outcome(order_id), "order processed"
         except DuplicateOrder:
-            # Another delivery of the same message won the race; its outcome is the answer.
             uow.rollback()
-            existing = uow.orders.get(cid)
-            if existing is None:
-                raise TransientError(f"order {cid} was reported stored but cannot be read back") from None
-            return existing, "order stored concurrently by another delivery"
+        existing = uow.orders.get(cid)
+        if existing is None:
+            raise TransientError(f"order {cid} was reported stored but cannot be read back")
+        if not _awaits(existing, command.attempt):
+            return existing, "order already processed"
+        record = _decide(uow, command, clock)
+        order_id = uow.orders.settle(record)
+        if order_id is None:
+            # Another delivery of the same replayed message settled it first; its outcome is the answer.
+            uow.rollback()
+            return uow.orders.get(cid) or existing, "order already processed"
+        uow.commit()
     return record.outcome(order_id), "order processed"
+
+
+def _decide(uow: UnitOfWork, command: ProcessOrder, clock: Clock) -> OrderRecord:
+    """The order's record, with its stock taken in ``uow`` when it is ``Completed`` (all lines or none).
+
+    Each reservation hands back the product it took units of, which is all pricing needs. When a SKU is
+    unknown or short, or the prices say no, the units taken so far are given back and the catalog is read
+    to tell why.
+    """
+    wanted = merge_quantities(command.items)
+    reserved: dict[str, Product] = {}
+    short: tuple[str, int] | None = None
+    for sku, quantity in wanted:
+        product = uow.orders.reserve_stock(sku, quantity)
+        if product is None:
+            short = (sku, quantity)
+            break
+        reserved[sku] = product
+    if short is None:
+        decision: PricedOrder | Rejection = price_order(command.currency, command.items, reserved)
+        if isinstance(decision, Rejection):
+            uow.rollback()
+        return _record(command, decision, clock)
+    uow.rollback()
+    decision = price_order(command.currency, command.items, uow.orders.products(sku for sku, _ in wanted))
+    if isinstance(decision, PricedOrder):  # every SKU exists and is priced right: the short one is out of stock
+        decision = out_of_stock(*short)
+    return _record(command, decision, clock)
 
 
 def _awaits(stored: OrderOutcome, attempt: int) -> bool:

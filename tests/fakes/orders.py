@@ -49,13 +49,13 @@ class FakeOrderStore:
     def list_products(self) -> list[Product]:
         return [self.products_state[sku] for sku in sorted(self.products_state)]
 
-    def reserve_stock(self, sku: str, quantity: int) -> bool:
+    def reserve_stock(self, sku: str, quantity: int) -> Product | None:
         product = self.products_state.get(sku)
         if product is None or product.stock < quantity:
-            return False
+            return None
         self.products_state[sku] = Product(product.sku, product.name, product.unit_price, product.currency,
                                            product.stock - quantity)
-        return True
+        return self.products_state[sku]
 
     def add(self, record: OrderRecord) -> int:
         hook, self._database.before_next_add = self._database.before_next_add, None

@@ -14,6 +14,7 @@ Nothing here connects: the first connection is opened on first use.
 
 from __future__ import annotations
 
+import sqlite3
 import struct
 import threading
 import weakref
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 
 #: Connection attribute of the Microsoft ODBC driver that carries an access token (msodbcsql.h).
 SQL_COPT_SS_ACCESS_TOKEN = 1256
@@ -112,8 +114,13 @@ def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        statement = "BEGIN" if connection.get_execution_options().get(READ_ONLY_OPTION, False) else "BEGIN IMMEDIATE"
+        # On the driver's connection: a transaction's start is not a statement of the unit of work (no
+        # statement events, so no SQL span), as on the other engines, whose drivers begin on their own.
+        try:
+            connection.connection.dbapi_connection.execute(statement)
+        except sqlite3.Error as error:
+            raise OperationalError(statement, None, error) from error
 
     return engine
 

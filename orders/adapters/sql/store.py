@@ -25,12 +25,15 @@ from orders.domain.errors import DuplicateOrder, TransientError
 from orders.domain.model import OrderOutcome, OrderRecord, OrderStatus, Product
 from orders.domain.ports import UnitOfWorkFactory
 
-#: Take units only if that many are left: the row count (1 or 0) is the reservation, with no read-then-write
-#: window in which another transaction could take the same units.
+#: Take units only if that many are left: the row it hands back (or none) is the reservation, with no
+#: read-then-write window in which another transaction could take the same units. The row also carries the
+#: price, so an order that can be fulfilled needs no read of the catalog (``RETURNING`` on SQLite and
+#: PostgreSQL, ``OUTPUT inserted.*`` on SQL Server).
 RESERVE_STOCK = (
     update(products)
     .where(products.c.sku == bindparam("reserve_sku"), products.c.stock >= bindparam("reserve_quantity"))
     .values(stock=products.c.stock - bindparam("reserve_quantity"))
+    .returning(*products.c)
 )
 
 #: The order row; the database generates ``order_id`` and hands it back in the same round trip
@@ -103,9 +106,9 @@ class SqlOrderStore:
     def list_products(self) -> list[Product]:
         return [_product(row) for row in self._connection.execute(select(products).order_by(products.c.sku))]
 
-    def reserve_stock(self, sku: str, quantity: int) -> bool:
-        result = self._connection.execute(RESERVE_STOCK, {"reserve_sku": sku, "reserve_quantity": quantity})
-        return result.rowcount == 1
+    def reserve_stock(self, sku: str, quantity: int) -> Product | None:
+        row = self._connection.execute(RESERVE_STOCK, {"reserve_sku": sku, "reserve_quantity": quantity}).one_or_none()
+        return None if row is None else _product(row)
 
     def add(self, record: OrderRecord) -> int:
         try:

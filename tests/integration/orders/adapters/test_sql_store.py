@@ -163,6 +163,30 @@ def test_a_redelivered_message_gives_the_same_order_and_no_second_stock_change(e
     assert events.events[0] == events.events[1]
 
 
+def test_a_redelivered_message_stays_completed_after_its_product_sold_out(engine, uow_factory, events, clock):
+    set_stock(engine, "SKU-4", 2)
+    first = process_order(order(cid(1), ("SKU-4", 2)), uow_factory=uow_factory, publisher=events,
+                          limiter=FakeSubmissionLimiter(), clock=clock)
+    again = process_order(order(cid(1), ("SKU-4", 2)), uow_factory=uow_factory, publisher=events,
+                          limiter=FakeSubmissionLimiter(), clock=clock)
+    assert first.status is OrderStatus.COMPLETED and again == first
+    assert stock(engine, "SKU-4") == 0
+    assert count(engine, orders) == 1
+
+
+def test_a_reservation_hands_back_the_product_with_what_is_left_or_nothing_when_short(engine, uow_factory):
+    set_stock(engine, "SKU-4", 3)
+    with uow_factory() as uow:
+        taken = uow.orders.reserve_stock("SKU-4", 2)
+        short = uow.orders.reserve_stock("SKU-4", 2)
+        unknown = uow.orders.reserve_stock("SKU-404", 1)
+        uow.commit()
+    assert (taken.sku, taken.stock, taken.currency) == ("SKU-4", 1, "EUR")
+    assert isinstance(taken.unit_price, Decimal)
+    assert short is None and unknown is None
+    assert stock(engine, "SKU-4") == 1
+
+
 def test_rejections_name_the_sku_change_nothing_and_are_remembered(engine, uow_factory, events, clock):
     before = stock(engine, "SKU-1")
     unknown = process_order(order(cid(1), ("SKU-1", 1), ("SKU-404", 1)), uow_factory=uow_factory,

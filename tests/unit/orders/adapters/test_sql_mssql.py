@@ -40,9 +40,11 @@ def tsql(statement, **kwargs):
     return " ".join(str(compiled).split()), compiled
 
 
-def test_stock_reservation_is_one_conditional_update():
+def test_stock_reservation_is_one_conditional_update_that_hands_back_the_product():
     sql, compiled = tsql(RESERVE_STOCK)
-    assert sql == "UPDATE products SET stock=(products.stock - ?) WHERE products.sku = ? AND products.stock >= ?"
+    assert sql == ("UPDATE products SET stock=(products.stock - ?) OUTPUT inserted.sku, inserted.name, "
+                   "inserted.unit_price, inserted.currency, inserted.stock "
+                   "WHERE products.sku = ? AND products.stock >= ?")
     assert compiled.positiontup == ["reserve_quantity", "reserve_sku", "reserve_quantity"]
 
 
