@@ -294,6 +294,9 @@ class LatencyResult:
     host_cpu_percent: float
     host_cpu_us: float = float("nan")
     broker_cpu_us: float = float("nan")
+    #: Share of the host's GIL samples per component, when the step was sampled (bench.cpu_breakdown).
+    components: dict[str, float] = field(default_factory=dict)
+    sampling_error: str | None = None
 
     @property
     def sustained(self) -> bool:
@@ -750,8 +753,12 @@ class Bench:
                                 broker_cpu_us=(cpu_seconds(self.broker_pid) - broker_before) / max(1, done) * 1e6,
                                 components=components, sampling_error=sampler.error)
 
-    def latency(self, rate: float, customers: int | None = None) -> LatencyResult:
+    def latency(self, rate: float, customers: int | None = None, *, sample: bool = False) -> LatencyResult:
+        """``sample``: py-spy samples the host during the step, for the CPU breakdown."""
         customers = customers or self.options.customers
+        sampler = Sampler(self.host_pid)
+        if sample:
+            sampler.start()
         last_id = int(self.sql("SELECT coalesce(max(order_id), 0) FROM orders")[0][0])
         note(f"latency: {rate:.0f} orders/s for {self.options.warmup:.0f}s (warm-up) + "
              f"{self.options.rate_duration:.0f}s over {customers} customers ...")
@@ -765,6 +772,7 @@ class Bench:
             time.sleep(0.1)
         host_cpu = cpu_seconds(self.host_pid) - cpu_before
         broker_cpu = cpu_seconds(self.broker_pid) - broker_before
+        components = sampler.stop()
         elapsed = time.monotonic() - started
         rows = self.sql("SELECT correlation_id, status, updated_at FROM orders WHERE order_id > :after", after=last_id)
         measured = {cid: order for cid, order in orders.items() if not order["warmup"]}
@@ -785,6 +793,7 @@ class Bench:
             failures=len(sent["failures"]) + len(measured) - len(latencies),
             host_cpu_percent=host_cpu / elapsed * 100,
             host_cpu_us=host_cpu / max(1, len(orders)) * 1e6, broker_cpu_us=broker_cpu / max(1, len(orders)) * 1e6,
+            components=components, sampling_error=sampler.error,
         )
 
     def capacity(self, customers: int, start_rate: float) -> CapacityResult:
@@ -804,7 +813,7 @@ class Bench:
             rate *= 1.5
         if best is not None and (step := offer((best.offered_rate + rate) / 2)).sustained:
             best = step
-        half = self.latency(best.offered_rate / 2, customers) if best is not None else None
+        half = self.latency(best.offered_rate / 2, customers, sample=True) if best is not None else None
         return CapacityResult(customers=customers, steps=steps, best=best, half=half)
 
     def new_orders(self, after_id: int) -> int:
@@ -860,6 +869,8 @@ def render(report: Report, options: argparse.Namespace, started_load: str) -> st
             rows.append([f"{c.customers:,}", "steps", tried, "", "", "", "", "", "", ""])
         table(["customers", "", "offered", "p50 ms", "p99 ms", "processed", "host CPU", "host CPU µs/order",
                "broker CPU µs/order", "target p99 ≤250 ms at half"], rows)
+        _breakdown_table(lines, table, [(f"{c.customers:,} customers at half", c.half.components, c.half.host_cpu_us,
+                                         c.half.sampling_error) for c in report.capacity if c.half is not None])
     if report.intake:
         lines.append(f"Intake, POST /api/orders, {options.connections} connections, {options.duration:.0f}s (wrk):")
         rows = []
