@@ -453,10 +453,12 @@ def measure_invocation_cost(messages: int) -> list[tuple[str, float, float]]:
 
 
 def run_wrk(port: int, seconds: float, connections: int, customers: int, server_pid: int, name: str,
-            script: Path, token: str | None = None) -> IntakeResult:
+            script: Path, token: str | None = None, *, sample: bool = False) -> IntakeResult:
+    """``sample``: py-spy samples the server for the CPU breakdown. It takes CPU of the machine's cores from
+    the server and wrk, so a sampled run's rate and latency are not the ones to report."""
     threads = 2
     sampler = Sampler(server_pid)
-    if name != "warm-up":
+    if sample:
         sampler.start()
     before_cpu = cpu_seconds(server_pid)
     before_children = os.times()
@@ -496,8 +498,13 @@ def measure_baseline(options: argparse.Namespace, script: Path) -> IntakeResult:
         note(f"baseline: warming up {options.warmup:.0f}s, then {options.duration:.0f}s at "
              f"{options.connections} connections")
         run_wrk(port, options.warmup, options.connections, options.customers, child.pid, "warm-up", script)
-        return run_wrk(port, options.duration, options.connections, options.customers, child.pid, "baseline",
-                       script)
+        result = run_wrk(port, options.duration, options.connections, options.customers, child.pid, "baseline",
+                         script)
+        note("baseline: once more, sampled for the CPU breakdown")
+        sampled = run_wrk(port, options.duration, options.connections, options.customers, child.pid, "baseline",
+                          script, sample=True)
+        result.components, result.sampling_error = sampled.components, sampled.sampling_error
+        return result
     finally:
         child.terminate()
         child.wait(10)
@@ -599,7 +606,8 @@ class Bench:
 
     # -- phases
 
-    def intake(self, script: Path) -> IntakeResult:
+    def intake(self, script: Path, *, breakdown: bool = False) -> IntakeResult:
+        """``breakdown``: then a second run, sampled, whose component shares the result carries."""
         port = self.stack.ports.host
         note(f"intake: warming up {self.options.warmup:.0f}s, then {self.options.duration:.0f}s at "
              f"{self.options.connections} connections")
@@ -611,6 +619,11 @@ class Bench:
                          self.host_pid, "local host", script, token)
         result.broker_cpu_us = (cpu_seconds(self.broker_pid) - broker_before) / max(1, result.accepted) * 1e6
         result.queued = self.queued()
+        if breakdown:
+            note("intake: once more, sampled for the CPU breakdown")
+            sampled = run_wrk(port, self.options.duration, self.options.connections, self.options.customers,
+                              self.host_pid, "local host", script, token, sample=True)
+            result.components, result.sampling_error = sampled.components, sampled.sampling_error
         return result
 
     def intake_open_loop(self, rate: float) -> IntakeOpenLoop:
@@ -675,13 +688,16 @@ class Bench:
             raise RuntimeError(f"the sender failed:\n{sender.stderr}")
         return json.loads(sender.stdout.strip().splitlines()[-1])
 
-    def processing(self) -> ProcessingResult:
+    def processing(self, *, sample: bool = False) -> ProcessingResult:
+        """``sample``: py-spy samples the host (see ``run_wrk``: not the run whose rate is reported)."""
         expected = self.queued()
         already = self.order_count()
+        last_id = int(self.sql("SELECT coalesce(max(order_id), 0) FROM orders")[0][0])
         note(f"processing: {expected} queued orders, one host running {', '.join(PROCESSING_FUNCTIONS)} ...")
         self.restart_host(PROCESSING_FUNCTIONS)
         sampler = Sampler(self.host_pid)
-        sampler.start()
+        if sample:
+            sampler.start()
         cpu_before = cpu_seconds(self.host_pid)
         broker_before = cpu_seconds(self.broker_pid)
         started = time.monotonic()
@@ -703,14 +719,15 @@ class Bench:
         broker_cpu = cpu_seconds(self.broker_pid) - broker_before
         components = sampler.stop()
         first, last, completed = self.sql(
-            "SELECT min(updated_at), max(updated_at), sum(status = 'Completed') FROM orders")[0]
+            "SELECT min(updated_at), max(updated_at), sum(status = 'Completed') FROM orders WHERE order_id > :after",
+            after=last_id)[0]
         span = (_utc(last) - _utc(first)).total_seconds()
         return ProcessingResult(orders=done, orders_per_s=(done - 1) / span if span > 0 else float("nan"),
                                 wall_seconds=wall, host_cpu_us=cpu / max(1, done) * 1e6, completed=int(completed),
                                 broker_cpu_us=broker_cpu / max(1, done) * 1e6, components=components,
                                 sampling_error=sampler.error)
 
-    def bare_processing(self) -> ProcessingResult:
+    def bare_processing(self, *, sample: bool = False) -> ProcessingResult:
         """The queued orders consumed by ``bench.bare_consumer`` (SDK session receivers, one SQLite insert,
         complete) with the host's session settings: the processing row's baseline."""
         import resource
@@ -731,9 +748,9 @@ class Bench:
              "--database", str(self.stack.data_dir / "bare-consumer.db"), "--expected", str(expected),
              "--sessions", str(sessions), "--idle-seconds", str(service_bus.session_idle_timeout)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        # Sampled like the host, so py-spy's own CPU weighs on both sides of the ratio.
         sampler = Sampler(consumer.pid)
-        sampler.start()
+        if sample:
+            sampler.start()
         try:
             stdout, stderr = consumer.communicate(timeout=max(120.0, expected / 20))
         finally:
@@ -813,7 +830,11 @@ class Bench:
             rate *= 1.5
         if best is not None and (step := offer((best.offered_rate + rate) / 2)).sustained:
             best = step
-        half = self.latency(best.offered_rate / 2, customers, sample=True) if best is not None else None
+        half = self.latency(best.offered_rate / 2, customers) if best is not None else None
+        if half is not None:
+            note("capacity: half of it once more, sampled for the CPU breakdown")
+            sampled = self.latency(half.offered_rate, customers, sample=True)
+            half.components, half.sampling_error = sampled.components, sampled.sampling_error
         return CapacityResult(customers=customers, steps=steps, best=best, half=half)
 
     def new_orders(self, after_id: int) -> int:
@@ -1076,7 +1097,7 @@ def main() -> int:
         if "intake" in phases:
             report.intake.append(measure_baseline(options, script))
             with running(Bench(options, data_dir / "intake")) as bench:
-                report.intake.append(bench.intake(script))
+                report.intake.append(bench.intake(script, breakdown=True))
                 report.intake_open_loop = bench.intake_open_loop(report.intake[-1].requests_per_s / 2)
                 note("intake: CPU of token validation alone ...")
                 report.validation_cpu_us = bench.token_validation()
@@ -1090,6 +1111,17 @@ def main() -> int:
                     report.bare_processing = bench.bare_processing()
                     bench.preload(options.processing_orders)
                     report.processing = bench.processing()
+                    # The CPU breakdown from a second pass of each, sampled: py-spy takes a share of the
+                    # machine's two cores, so the rates above come from the passes it did not watch.
+                    sampled_orders = min(options.processing_orders, 2000)
+                    bench.preload(sampled_orders)
+                    sampled = bench.bare_processing(sample=True)
+                    report.bare_processing.components = sampled.components
+                    report.bare_processing.sampling_error = sampled.sampling_error
+                    bench.preload(sampled_orders)
+                    sampled = bench.processing(sample=True)
+                    report.processing.components, report.processing.sampling_error = (sampled.components,
+                                                                                      sampled.sampling_error)
                 if "latency" in phases:
                     bench.restart_host(None)
                     for rate in (float(r) for r in options.rates.split(",") if r.strip()):

@@ -238,9 +238,10 @@ def _decide_and_store(command: ProcessOrder, uow_factory: UnitOfWorkFactory,
 def _decide(uow: UnitOfWork, command: ProcessOrder, clock: Clock) -> OrderRecord:
     """The order's record, with its stock taken in ``uow`` when it is ``Completed`` (all lines or none).
 
-    Each reservation hands back the product it took units of, which is all pricing needs. When a SKU is
-    unknown or short, or the prices say no, the units taken so far are given back and the catalog is read
-    to tell why.
+    Each reservation hands back the product it took units of, which is all pricing needs. When the prices
+    say no (another currency), the units taken are given back. When a SKU is unknown or short, they are given
+    back too and the catalog is read to tell which: an unknown SKU or a currency the catalog does not price
+    in is named before a shortage, as pricing names them.
     """
     wanted = merge_quantities(command.items)
     reserved: dict[str, Product] = {}
