@@ -1114,6 +1114,7 @@ def main() -> int:
                     # The CPU breakdown from a second pass of each, sampled: py-spy takes a share of the
                     # machine's two cores, so the rates above come from the passes it did not watch.
                     sampled_orders = min(options.processing_orders, 2000)
+                    bench.restart_host(HTTP_FUNCTIONS)  # intake only, so the queued orders wait for the consumer
                     bench.preload(sampled_orders)
                     sampled = bench.bare_processing(sample=True)
                     report.bare_processing.components = sampled.components
