@@ -365,7 +365,10 @@ def measure_tracing(options: argparse.Namespace, script: Path, data_dir: Path) -
                 ("tracing on, 20% sampled (the prod overlay), OTLP/HTTP", False,
                  {**otlp, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.2"}),
                 ("tracing on, 0% sampled (instrumentation alone), OTLP/HTTP", False,
-                 {**otlp, "OTEL_TRACES_SAMPLER": "always_off"})]
+                 {**otlp, "OTEL_TRACES_SAMPLER": "always_off"}),
+                ("tracing on, 100% sampled, OTLP/HTTP, no Redis or SQL spans", False,
+                 {**otlp, "OTEL_TRACES_SAMPLER": "always_on",
+                  "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "redis,sqlalchemy"})]
     for index, (name, files, environ) in enumerate(variants):
         folder = data_dir / f"variant-{index}"
         with running(Bench(options, folder, environ=environ, telemetry=files)) as bench:

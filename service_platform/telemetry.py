@@ -7,7 +7,9 @@
   and the order page read on a laptop.
 
 Any of them may be combined; with none, nothing is configured and the API's no-op tracer costs next to
-nothing. Sampling is the SDK's standard configuration (``OTEL_TRACES_SAMPLER``, ``OTEL_TRACES_SAMPLER_ARG``;
+nothing. ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` (OpenTelemetry's standard list, e.g. ``redis,sqlalchemy``)
+leaves out the spans of those libraries: each of their calls costs CPU even when its trace is not sampled
+(docs/benchmarks.md has the figures). Sampling is the SDK's standard configuration (``OTEL_TRACES_SAMPLER``, ``OTEL_TRACES_SAMPLER_ARG``;
 parent-based, always on by default); ``OTEL_SDK_DISABLED=true`` turns everything off.
 
 :func:`configure_telemetry` is called by each composition root on first use, never at import: the Functions
@@ -38,6 +40,10 @@ LOCAL_DIR = "LOCAL_TELEMETRY_DIR"
 CORRELATION_ID_ATTRIBUTE = "orders.correlation_id"
 
 
+DISABLED_INSTRUMENTATIONS = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
+#: The library instrumentations this module applies, by the names OTEL_PYTHON_DISABLED_INSTRUMENTATIONS uses.
+INSTRUMENTATIONS = ("httpx", "redis", "logging", "sqlalchemy")
+
 SAMPLER = "OTEL_TRACES_SAMPLER"
 #: OpenTelemetry's default when OTEL_TRACES_SAMPLER is not set: every new trace, a caller's decision followed.
 DEFAULT_SAMPLER = "parentbased_always_on"
@@ -57,6 +63,7 @@ class TelemetrySettings:
     service_name: str | None = None  # OTEL_SERVICE_NAME: overrides the name the service gives itself
     azure_client_id: str | None = None  # the workload identity Azure Monitor's exporter authenticates with
     sampler: str = DEFAULT_SAMPLER  # OTEL_TRACES_SAMPLER (its argument stays in OTEL_TRACES_SAMPLER_ARG)
+    disabled_instrumentations: frozenset[str] = frozenset()  # OTEL_PYTHON_DISABLED_INSTRUMENTATIONS
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> TelemetrySettings:
@@ -69,7 +76,10 @@ class TelemetrySettings:
                    disabled=(env.get("OTEL_SDK_DISABLED") or "").strip().lower() == "true",
                    service_name=(env.get("OTEL_SERVICE_NAME") or "").strip() or None,
                    azure_client_id=(env.get("AZURE_CLIENT_ID") or "").strip() or None,
-                   sampler=(env.get(SAMPLER) or "").strip().lower() or DEFAULT_SAMPLER)
+                   sampler=(env.get(SAMPLER) or "").strip().lower() or DEFAULT_SAMPLER,
+                   disabled_instrumentations=frozenset(
+                       name.strip().lower() for name in (env.get(DISABLED_INSTRUMENTATIONS) or "").split(",")
+                       if name.strip()))
 
     @property
     def azure_monitor_sampler(self) -> str:
@@ -184,22 +194,27 @@ def _configure(service: str, settings: TelemetrySettings) -> Telemetry:
         meter_provider = MeterProvider(resource=resource, metric_readers=metric_readers)
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
-    _instrument_libraries()
+    _instrument_libraries(settings.disabled_instrumentations)
     return Telemetry(service, settings, tracer_provider, meter_provider, exporters)
 
 
-def _instrument_libraries() -> None:
-    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-    from opentelemetry.instrumentation.logging import LoggingInstrumentor
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
-
+def _instrument_libraries(disabled: frozenset[str]) -> None:
     # Each is process-wide and idempotent. Logging only adds the span's ids to every record (the JSON
     # formatter writes them as trace_id / span_id): the log format stays the project's, and no log handler
     # is added (Azure Monitor's distro has its own; elsewhere the JSON lines are the logs).
-    HTTPXClientInstrumentor().instrument()
-    RedisInstrumentor().instrument()
-    LoggingInstrumentor().instrument(set_logging_format=False, inject_trace_context=True,
-                                     enable_log_auto_instrumentation=False)
+    if "httpx" not in disabled:
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+        HTTPXClientInstrumentor().instrument()
+    if "redis" not in disabled:
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+        RedisInstrumentor().instrument()
+    if "logging" not in disabled:
+        from opentelemetry.instrumentation.logging import LoggingInstrumentor
+
+        LoggingInstrumentor().instrument(set_logging_format=False, inject_trace_context=True,
+                                         enable_log_auto_instrumentation=False)
 
 
 def instrument_sql_engine(engine: Any) -> None:
@@ -207,7 +222,7 @@ def instrument_sql_engine(engine: Any) -> None:
 
     The instrumentation is process-wide: the first engine is instrumented, as each service has one.
     """
-    if _configured is None:
+    if _configured is None or "sqlalchemy" in _configured.settings.disabled_instrumentations:
         return
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 

@@ -23,7 +23,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 ROOT = Path(__file__).resolve().parents[3]
 TELEMETRY_VARIABLES = ("APPLICATIONINSIGHTS_CONNECTION_STRING", "OTEL_EXPORTER_OTLP_ENDPOINT", "LOCAL_TELEMETRY_DIR",
-                       "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED")
+                       "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED",
+                       "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS")
 ORDER = "4bf92f35-77b3-4da6-a3ce-929d0e0e4736"
 KEY = "11111111-2222-3333-4444-555555555555"  # an Application Insights instrumentation key (a GUID)
 
@@ -194,6 +195,37 @@ print(json.dumps({}))
     assert outcome == {}
     assert "child-order" in written and "0af7651916cd43dd8448eb211c80319c" in written
     assert "root-order" not in written, "a ratio of 0 samples no new trace"
+
+
+SQL_STATEMENT_IN_A_PROCESS_SPAN = """
+import io, json, logging
+from sqlalchemy import create_engine, text
+from service_platform.logs import configure_json_logging
+from service_platform.telemetry import configure_telemetry, instrument_sql_engine
+from service_platform.message_tracing import process_span
+telemetry = configure_telemetry("x")
+stream = io.StringIO()
+configure_json_logging("x", stream=stream)
+engine = create_engine("sqlite://")
+instrument_sql_engine(engine)
+with process_span("orders", {}, correlation_id="o-1") as span:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+    logging.getLogger("orders").info("processed")
+telemetry.shutdown()
+lines = [json.loads(line) for line in stream.getvalue().splitlines() if '"orders"' in line]
+print(json.dumps({"lines": lines, "span": format(span.get_span_context().span_id, "016x")}))
+"""
+
+
+def test_a_disabled_instrumentation_makes_no_spans_and_the_others_keep_working(tmp_path: Path) -> None:
+    outcome = run(SQL_STATEMENT_IN_A_PROCESS_SPAN, LOCAL_TELEMETRY_DIR=str(tmp_path),
+                  OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="redis, sqlalchemy")
+    spans = [json.loads(line) for path in tmp_path.glob("*.traces.jsonl") for line in path.read_text().splitlines()]
+    names = [span["name"] for batch in spans for r in batch["resourceSpans"] for s in r["scopeSpans"]
+             for span in s["spans"]]
+    assert names == ["process orders"], "the statement made no span, the processing span is there"
+    assert outcome["lines"][0]["span_id"] == outcome["span"], "log lines still carry the span's ids"
 
 
 def test_sql_statements_are_spans_and_log_lines_carry_the_span_ids(tmp_path: Path) -> None:
