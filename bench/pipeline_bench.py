@@ -30,10 +30,12 @@ it measures. Install it with ``apt-get install -y wrk``. The fixed-rate sender i
 over raw keep-alive connections (a few hundred requests/s cost it little).
 
 Each phase also reports the CPU the measured process used per request or order (from /proc), which stays
-meaningful on a machine shared with other work, where requests/s alone would not. In the intake and
-processing phases py-spy samples the measured process and each baseline (``bench/cpu_breakdown.py``), and a
-table splits their CPU per order by component: function body (SQL, Service Bus send, Redis, logging), worker
-library, Service Bus SDK, HTTP server, tracing.
+meaningful on a machine shared with other work, where requests/s alone would not. The intake, processing
+and capacity phases repeat one pass of their load (intake and each baseline, processing and the bare
+consumer, the half-capacity step) with py-spy sampling the process (``bench/cpu_breakdown.py``), and a table
+splits its CPU per order by component: function body (SQL, Service Bus send, Redis, logging), worker library,
+Service Bus SDK, HTTP server, telemetry. The reported rates and latencies come from the passes py-spy did
+not watch.
 
     .venv/bin/python -m bench.pipeline_bench            # full run, about four minutes on 2 cores
     .venv/bin/python -m bench.pipeline_bench --quick    # smaller figures, for a smoke run (2-3 minutes)
@@ -506,7 +508,7 @@ def measure_baseline(options: argparse.Namespace, script: Path) -> IntakeResult:
         note("baseline: once more, sampled for the CPU breakdown")
         sampled = run_wrk(port, options.duration, options.connections, options.customers, child.pid, "baseline",
                           script, sample=True)
-        result.components, result.sampling_error = sampled.components, sampled.sampling_error
+        carry_breakdown(result, sampled)
         return result
     finally:
         child.terminate()
@@ -626,7 +628,7 @@ class Bench:
             note("intake: once more, sampled for the CPU breakdown")
             sampled = run_wrk(port, self.options.duration, self.options.connections, self.options.customers,
                               self.host_pid, "local host", script, token, sample=True)
-            result.components, result.sampling_error = sampled.components, sampled.sampling_error
+            carry_breakdown(result, sampled)
         return result
 
     def intake_open_loop(self, rate: float) -> IntakeOpenLoop:
@@ -836,8 +838,7 @@ class Bench:
         half = self.latency(best.offered_rate / 2, customers) if best is not None else None
         if half is not None:
             note("capacity: half of it once more, sampled for the CPU breakdown")
-            sampled = self.latency(half.offered_rate, customers, sample=True)
-            half.components, half.sampling_error = sampled.components, sampled.sampling_error
+            carry_breakdown(half, self.latency(half.offered_rate, customers, sample=True))
         return CapacityResult(customers=customers, steps=steps, best=best, half=half)
 
     def new_orders(self, after_id: int) -> int:
@@ -851,6 +852,11 @@ def running(bench: Bench) -> Iterator[Bench]:
         yield bench
     finally:
         bench.stop()
+
+
+def carry_breakdown(result: Any, sampled: Any) -> None:
+    """Give ``result`` the CPU breakdown of ``sampled``, the same load's extra pass with py-spy attached."""
+    result.components, result.sampling_error = sampled.components, sampled.sampling_error
 
 
 def _utc(value: Any) -> datetime:
@@ -1119,13 +1125,9 @@ def main() -> int:
                     sampled_orders = min(options.processing_orders, 2000)
                     bench.restart_host(HTTP_FUNCTIONS)  # intake only, so the queued orders wait for the consumer
                     bench.preload(sampled_orders)
-                    sampled = bench.bare_processing(sample=True)
-                    report.bare_processing.components = sampled.components
-                    report.bare_processing.sampling_error = sampled.sampling_error
+                    carry_breakdown(report.bare_processing, bench.bare_processing(sample=True))
                     bench.preload(sampled_orders)
-                    sampled = bench.processing(sample=True)
-                    report.processing.components, report.processing.sampling_error = (sampled.components,
-                                                                                      sampled.sampling_error)
+                    carry_breakdown(report.processing, bench.processing(sample=True))
                 if "latency" in phases:
                     bench.restart_host(None)
                     for rate in (float(r) for r in options.rates.split(",") if r.strip()):
