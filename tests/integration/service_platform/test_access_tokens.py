@@ -188,12 +188,14 @@ async def test_fetching_keys_does_not_block_the_event_loop(idp) -> None:
 
 async def test_a_remembered_token_still_expires_and_a_changed_one_is_verified_again(idp) -> None:
     validator = validator_for(idp, leeway_seconds=0)
-    short = token(idp, lifetime_seconds=1)
+    # Claims are whole seconds: a 2-second token has between 1 and 2 seconds left when it is issued (a
+    # 1-second one could expire before its first use).
+    short = token(idp, lifetime_seconds=2)
     await validator.validate(short)
     await validator.validate(short)  # remembered
     tampered = short[:-2] + ("AA" if not short.endswith("AA") else "BB")
     with pytest.raises(TokenRejected, match="signature does not verify"):
         await validator.validate(tampered)
-    time.sleep(1.1)
+    time.sleep(2.1)
     with pytest.raises(TokenRejected, match="expired"):
         await validator.validate(short)
