@@ -242,6 +242,10 @@ def test_page_on_the_whole_system(browser_page, tmp_path: Path) -> None:
         # The order's journey, read back from the spans the services wrote under the stack's data dir.
         timeline = card.locator(".timeline")
         timeline.locator("tbody tr", has_text="push status").wait_for(state="attached", timeout=15000)
+        # Each service exports its spans on its own, and the page draws what it has and asks again: the
+        # push can be drawn before the restarted host's processing spans have reached their file.
+        for phase in ("in the queue", "in processing", "to the socket"):
+            timeline.locator(".phases", has_text=phase).wait_for(state="attached", timeout=15000)
         timeline.locator("summary").click()
         phases = timeline.locator(".phases").inner_text()
         for phase in ("in intake", "in the queue", "in processing", "to the socket"):
