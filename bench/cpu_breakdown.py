@@ -133,7 +133,7 @@ class Sampler:
         self.pid = pid
         self.error: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
-        self._output = Path(tempfile.mkstemp(prefix="py-spy-", suffix=".txt")[1])
+        self._output: Path | None = None
 
     @staticmethod
     def executable() -> str | None:
@@ -145,13 +145,16 @@ class Sampler:
         if executable is None:
             self.error = "py-spy is not installed (it is in requirements-dev.txt: scripts/test installs it)"
             return
+        handle, name = tempfile.mkstemp(prefix="py-spy-", suffix=".txt")
+        os.close(handle)
+        self._output = Path(name)
         self._process = subprocess.Popen(
             [executable, "record", "--pid", str(self.pid), "--gil", "--nonblocking", "--full-filenames",
              "--rate", str(self.RATE), "--format", "raw", "--output", str(self._output)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def stop(self) -> dict[str, float]:
-        if self._process is None:
+        if self._process is None or self._output is None:
             return {}
         self._process.send_signal(signal.SIGINT)  # py-spy writes what it sampled when interrupted
         try:

@@ -9,8 +9,9 @@
 Any of them may be combined; with none, nothing is configured and the API's no-op tracer costs next to
 nothing. ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` (OpenTelemetry's standard list, e.g. ``redis,sqlalchemy``)
 leaves out the spans of those libraries: each of their calls costs CPU even when its trace is not sampled
-(docs/benchmarks.md has the figures). Sampling is the SDK's standard configuration (``OTEL_TRACES_SAMPLER``, ``OTEL_TRACES_SAMPLER_ARG``;
-parent-based, always on by default); ``OTEL_SDK_DISABLED=true`` turns everything off.
+(docs/benchmarks.md has the figures). Sampling is the SDK's standard configuration (``OTEL_TRACES_SAMPLER``,
+``OTEL_TRACES_SAMPLER_ARG``; parent-based, always on by default); ``OTEL_SDK_DISABLED=true`` turns everything
+off.
 
 :func:`configure_telemetry` is called by each composition root on first use, never at import: the Functions
 worker imports the app only to index it. Configuring opens no connection (exporters connect when they send).
@@ -40,9 +41,8 @@ LOCAL_DIR = "LOCAL_TELEMETRY_DIR"
 CORRELATION_ID_ATTRIBUTE = "orders.correlation_id"
 
 
+#: Names of library instrumentations to leave out; of those applied here: httpx, redis, logging, sqlalchemy.
 DISABLED_INSTRUMENTATIONS = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
-#: The library instrumentations this module applies, by the names OTEL_PYTHON_DISABLED_INSTRUMENTATIONS uses.
-INSTRUMENTATIONS = ("httpx", "redis", "logging", "sqlalchemy")
 
 SAMPLER = "OTEL_TRACES_SAMPLER"
 #: OpenTelemetry's default when OTEL_TRACES_SAMPLER is not set: every new trace, a caller's decision followed.

@@ -200,38 +200,6 @@ print(json.dumps({}))
 SQL_STATEMENT_IN_A_PROCESS_SPAN = """
 import io, json, logging
 from sqlalchemy import create_engine, text
-from service_platform.logs import configure_json_logging
-from service_platform.telemetry import configure_telemetry, instrument_sql_engine
-from service_platform.message_tracing import process_span
-telemetry = configure_telemetry("x")
-stream = io.StringIO()
-configure_json_logging("x", stream=stream)
-engine = create_engine("sqlite://")
-instrument_sql_engine(engine)
-with process_span("orders", {}, correlation_id="o-1") as span:
-    with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
-    logging.getLogger("orders").info("processed")
-telemetry.shutdown()
-lines = [json.loads(line) for line in stream.getvalue().splitlines() if '"orders"' in line]
-print(json.dumps({"lines": lines, "span": format(span.get_span_context().span_id, "016x")}))
-"""
-
-
-def test_a_disabled_instrumentation_makes_no_spans_and_the_others_keep_working(tmp_path: Path) -> None:
-    outcome = run(SQL_STATEMENT_IN_A_PROCESS_SPAN, LOCAL_TELEMETRY_DIR=str(tmp_path),
-                  OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="redis, sqlalchemy")
-    spans = [json.loads(line) for path in tmp_path.glob("*.traces.jsonl") for line in path.read_text().splitlines()]
-    names = [span["name"] for batch in spans for r in batch["resourceSpans"] for s in r["scopeSpans"]
-             for span in s["spans"]]
-    assert names == ["process orders"], "the statement made no span, the processing span is there"
-    assert outcome["lines"][0]["span_id"] == outcome["span"], "log lines still carry the span's ids"
-
-
-def test_sql_statements_are_spans_and_log_lines_carry_the_span_ids(tmp_path: Path) -> None:
-    outcome = run("""
-import io, json, logging
-from sqlalchemy import create_engine, text
 from opentelemetry import trace
 from service_platform.logs import configure_json_logging
 from service_platform.telemetry import configure_telemetry, instrument_sql_engine
@@ -250,7 +218,21 @@ logging.getLogger("orders").info("outside")
 telemetry.shutdown()
 lines = [json.loads(line) for line in stream.getvalue().splitlines() if '"orders"' in line]
 print(json.dumps({"lines": lines, "trace": format(context.trace_id, "032x"), "span": format(context.span_id, "016x")}))
-""", LOCAL_TELEMETRY_DIR=str(tmp_path))
+"""
+
+
+def test_a_disabled_instrumentation_makes_no_spans_and_the_others_keep_working(tmp_path: Path) -> None:
+    outcome = run(SQL_STATEMENT_IN_A_PROCESS_SPAN, LOCAL_TELEMETRY_DIR=str(tmp_path),
+                  OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="redis, sqlalchemy")
+    spans = [json.loads(line) for path in tmp_path.glob("*.traces.jsonl") for line in path.read_text().splitlines()]
+    names = [span["name"] for batch in spans for r in batch["resourceSpans"] for s in r["scopeSpans"]
+             for span in s["spans"]]
+    assert names == ["process orders"], "the statement made no span, the processing span is there"
+    assert outcome["lines"][0]["span_id"] == outcome["span"], "log lines still carry the span's ids"
+
+
+def test_sql_statements_are_spans_and_log_lines_carry_the_span_ids(tmp_path: Path) -> None:
+    outcome = run(SQL_STATEMENT_IN_A_PROCESS_SPAN, LOCAL_TELEMETRY_DIR=str(tmp_path))
 
     inside, outside = outcome["lines"]
     assert inside["trace_id"] == outcome["trace"] and inside["span_id"] == outcome["span"]
