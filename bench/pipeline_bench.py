@@ -14,6 +14,12 @@ Measured in one run, on the whole system started as real processes (broker, Redi
   alone and to the host's former own conversion (bench/invocation_cost.py);
 - accepted→Completed latency at fixed offered rates (``--rates``), spread over ``--customers`` customers, sent
   open-loop by a separate process against one host running all functions;
+- journey: orders at fixed offered rates (``--journey-rates``), Poisson arrivals over ``--journey-customers``
+  customers picked at random, each followed on its own socket with the 202's ``notifyUrl`` on one WebSocket
+  service instance (``bench/journey.py``): due→202, due→row committed and due→terminal status on the socket,
+  how many terminal statuses were pushed (the order committed after the socket subscribed), and CPU per order
+  of host, broker and WebSocket service; intake, processing and push together, where the phases above measure
+  them apart;
 - capacity (``--only capacity``, not part of the default run): for each of ``--capacity-customers`` (50, 1,000
   and 10,000 by default; with 10,000 nearly every order is its customer's only one) a stack of its own and one
   host with all functions; the offered rate rises by half a step at a time while every order is processed with
@@ -62,6 +68,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cpu_breakdown import COMPONENTS, Sampler
+from bench.journey import JourneyResult
 from bench.measure import ROOT, cpu_seconds, load_average, machine, note, percentile
 from local_servers.ports import popen_listening, wait_for_http
 from service_platform.inherited_socket import inherited_listener
@@ -192,10 +199,15 @@ def customer_picks(customers: int, count: int, pick: str, rng: random.Random) ->
 
 
 async def send_at_rate(port: int, rate: float, duration: float, warmup: float, customers: int,
-                       connections: int, token: str, arrivals: str = "even", pick: str = "round-robin") -> None:
+                       connections: int, token: str, arrivals: str = "even", pick: str = "round-robin",
+                       follow_seconds: float | None = None) -> None:
     """Open-loop sender: each order is due at its arrival time whatever happened to earlier ones; a free
     keep-alive connection takes it. Prints one JSON line: per order its due time (wall clock), 202 time,
-    correlationId and whether it was sent during the first ``warmup`` seconds (not measured)."""
+    correlationId and whether it was sent during the first ``warmup`` seconds (not measured).
+
+    ``follow_seconds``: each accepted order is also followed on its own socket with the 202's ``notifyUrl``
+    (``bench.journey.follow``), for at most that long after the last order was due."""
+    from bench.journey import follow
     warmup_orders = round(rate * warmup)
     total = warmup_orders + round(rate * duration)
     rng = random.Random(20261201)  # the same load in every run
@@ -224,13 +236,19 @@ async def send_at_rate(port: int, rate: float, duration: float, warmup: float, c
             answered = time.monotonic()
             status = int(head.split(b" ", 2)[1])
             if status == 202:
-                results.append({"correlationId": json.loads(payload)["correlationId"], "warmup": number < warmup_orders,
+                answer = json.loads(payload)
+                results.append({"correlationId": answer["correlationId"], "warmup": number < warmup_orders,
                                 "due": due_at + wall_offset, "accepted": answered + wall_offset})
+                if follow_seconds is not None:
+                    results[-1]["notifyUrl"] = answer["notifyUrl"]
+                    followers.append(asyncio.create_task(follow(results[-1], follow_until)))
             else:
                 failures.append(f"{status} {payload[:200]!r}")
 
     workers = [asyncio.create_task(connection()) for _ in range(connections)]
+    followers: list[asyncio.Task[None]] = []
     start = time.monotonic() + 0.2
+    follow_until = start + (offsets[-1] if offsets else 0.0) + (follow_seconds or 0.0)
     for number in range(total):
         due_at = start + offsets[number]
         delay = due_at - time.monotonic()
@@ -240,8 +258,11 @@ async def send_at_rate(port: int, rate: float, duration: float, warmup: float, c
     for _ in workers:
         due.put_nowait(None)
     await asyncio.gather(*workers)
-    print(json.dumps({"orders": results, "failures": failures, "sent": total - warmup_orders,
-                      "seconds": time.monotonic() - start - (offsets[warmup_orders - 1] if warmup_orders else 0.0)}),
+    seconds = time.monotonic() - start - (offsets[warmup_orders - 1] if warmup_orders else 0.0)
+    await asyncio.gather(*followers)
+    for order in results:
+        order.pop("notifyUrl", None)
+    print(json.dumps({"orders": results, "failures": failures, "sent": total - warmup_orders, "seconds": seconds}),
           flush=True)
 
 
@@ -341,6 +362,7 @@ class Report:
     # (path, median µs of CPU per invocation, spread over the rounds), from bench/invocation_cost.py
     invocation_us: list[tuple[str, float, float]] = field(default_factory=list)
     tracing: list[TracingResult] = field(default_factory=list)
+    journey: list[JourneyResult] = field(default_factory=list)
 
 
 @dataclass
@@ -519,8 +541,9 @@ class Bench:
     """The stack under test and the steps run against it."""
 
     def __init__(self, options: argparse.Namespace, data_dir: Path, environ: dict[str, str] | None = None,
-                 telemetry: bool = False) -> None:
-        """``telemetry``: the stack's own tracing into files (``scripts/run``'s); off but for the tracing phase."""
+                 telemetry: bool = False, websockets: int = 0) -> None:
+        """``telemetry``: the stack's own tracing into files (``scripts/run``'s); off but for the tracing phase.
+        ``websockets``: WebSocket service instances (the journey phase's one; none elsewhere)."""
         from local_stack.stack import LocalStack, StackPorts
 
         self.options = options
@@ -528,7 +551,9 @@ class Bench:
         # A few customers send thousands of orders a minute here: the per-customer abuse limits would refuse
         # almost all of them, so they are out of the way (their Redis round trips still run).
         environ |= {"CUSTOMER_MAX_ORDERS_PER_MINUTE": "1000000000", "CUSTOMER_MAX_ORDERS_IN_FLIGHT": "1000000000"}
-        self.stack = LocalStack(data_dir, StackPorts.free(websocket_instances=0), environ=environ,
+        # Every follower's socket comes from this machine's one address: the per-client cap is out of the way.
+        environ |= {"WS_MAX_CONNECTIONS_PER_CLIENT": "1000000"}
+        self.stack = LocalStack(data_dir, StackPorts.free(websocket_instances=websockets), environ=environ,
                                 host_functions=HTTP_FUNCTIONS, telemetry=telemetry)
         self._engine: Any = None
 
@@ -682,12 +707,18 @@ class Bench:
         if len(sent["orders"]) != count:
             raise RuntimeError(f"only {len(sent['orders'])} of {count} orders were accepted: {sent['failures'][:3]}")
 
-    def send(self, rate: float, seconds: float, warmup: float, customers: int | None = None) -> dict[str, Any]:
+    def send(self, rate: float, seconds: float, warmup: float, customers: int | None = None, *,
+             arrivals: str | None = None, pick: str | None = None, follow_seconds: float | None = None
+             ) -> dict[str, Any]:
+        """The open-loop sender in a process of its own (``send_at_rate``; arrivals and pick default to the
+        options'); ``follow_seconds``: it follows each accepted order on its socket too."""
         customers = customers or self.options.customers
+        follow = [] if follow_seconds is None else ["--follow-seconds", repr(follow_seconds)]
         sender = subprocess.run(
             [sys.executable, "-m", "bench.pipeline_bench", "--send-at-rate", repr(rate), "--port", str(self.stack.ports.host),
              "--rate-duration", repr(seconds), "--warmup", repr(warmup), "--customers", str(customers),
-             "--arrivals", self.options.arrivals, "--pick", self.options.pick, "--token", self.backend_token()],
+             "--arrivals", arrivals or self.options.arrivals, "--pick", pick or self.options.pick,
+             "--token", self.backend_token(), *follow],
             cwd=ROOT, capture_output=True, text=True, check=False)
         if sender.returncode != 0:
             raise RuntimeError(f"the sender failed:\n{sender.stderr}")
@@ -841,6 +872,34 @@ class Bench:
             carry_breakdown(half, self.latency(half.offered_rate, customers, sample=True))
         return CapacityResult(customers=customers, steps=steps, best=best, half=half)
 
+    def journey(self, rate: float, customers: int) -> JourneyResult:
+        """Orders at ``rate`` (Poisson arrivals, customers picked at random), each followed on its own socket
+        until its terminal status arrives; the rows' commit times from the same pass are the reference."""
+        from bench.journey import summarize
+
+        last_id = int(self.sql("SELECT coalesce(max(order_id), 0) FROM orders")[0][0])
+        note(f"journey: {rate:.0f} orders/s for {self.options.warmup:.0f}s (warm-up) + "
+             f"{self.options.rate_duration:.0f}s over {customers:,} random customers, each followed on its socket ...")
+        pids = {"host": self.host_pid, "broker": self.broker_pid, "websocket": self.websocket_pid}
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        sent = self.send(rate, self.options.rate_duration, self.options.warmup, customers, arrivals="poisson",
+                         pick="random", follow_seconds=30.0)
+        cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+        commits = {correlation_id: _utc(updated_at).timestamp() for correlation_id, updated_at in self.sql(
+            "SELECT correlation_id, updated_at FROM orders WHERE order_id > :after", after=last_id)}
+        result = summarize(rate, sent, commits)
+        orders = max(1, len(sent["orders"]))
+        result.host_cpu_us, result.broker_cpu_us, result.websocket_cpu_us = (
+            cpu[name] / orders * 1e6 for name in ("host", "broker", "websocket"))
+        self.wait_until_drained()
+        return result
+
+    @property
+    def websocket_pid(self) -> int:
+        process = self.stack.websockets[0].process
+        assert process is not None
+        return process.pid
+
     def new_orders(self, after_id: int) -> int:
         return int(self.sql("SELECT count(*) FROM orders WHERE order_id > :after", after=after_id)[0][0])
 
@@ -976,6 +1035,26 @@ def render(report: Report, options: argparse.Namespace, started_load: str) -> st
                      f"{options.rate_duration:.0f}s per rate:")
         table(["offered", "achieved", "POST→202 p50 ms", "p99 ms", "POST→Completed p50 ms", "p99 ms", "max ms",
                "Completed", "host CPU", "target p50 ≤50 ms, p99 ≤250 ms (at 200/s)"], rows)
+    if report.journey:
+        rows = []
+        for r in report.journey:
+            rows.append([f"{r.offered_rate:.0f}/s", f"{r.achieved_rate:.0f}/s", f"{r.accepted_p50_ms:.0f} / "
+                         f"{r.accepted_p99_ms:.0f}", f"{r.committed_p50_ms:.0f} / {r.committed_p99_ms:.0f}",
+                         f"{r.seen_p50_ms:.0f} / {r.seen_p99_ms:.0f}", f"{r.seen_max_ms:.0f}",
+                         f"{r.after_commit_p50_ms:.0f} / {r.after_commit_p99_ms:.0f}",
+                         f"{r.delivered:,}/{r.measured:,}", f"{r.pushed:,}", f"{r.host_cpu_us:.0f}",
+                         f"{r.broker_cpu_us:.0f}", f"{r.websocket_cpu_us:.0f}", _mark(r.nothing_lost)])
+        lines.append(f"Journey: POST → 202 → terminal status on the customer's socket, every order followed with its "
+                     f"notifyUrl on one WebSocket service instance; one host with all functions; "
+                     f"{options.journey_customers:,} customers picked at random, Poisson arrivals, "
+                     f"{options.rate_duration:.0f}s per rate; times from when each order was due (p50 / p99 ms); "
+                     f"the commit column is the same pass's reference:")
+        table(["offered", "achieved", "due→202", "due→row committed", "due→status on socket", "max ms",
+               "socket after commit (pushed)", "terminal status delivered", "pushed", "host CPU µs/order",
+               "broker CPU µs/order", "WebSocket CPU µs/order", "every order delivered"], rows)
+        problems = sorted({error for r in report.journey for error in r.errors})
+        if problems:
+            lines.extend(["Journey problems seen: " + "; ".join(problems[:6]), ""])
     if report.tracing:
         off = report.tracing[0]
         rows = []
@@ -1045,8 +1124,8 @@ def main() -> int:
     parser.add_argument("--service-bus", action="append", default=[], type=_setting, metavar="NAME=VALUE",
                         help="override a host.json extensions.serviceBus setting for the host, e.g. "
                         "maxConcurrentSessions=64 (repeatable; default: host.json as it is)")
-    parser.add_argument("--only", default="intake,invocation,processing,latency,tracing",
-                        help="phases to run, comma-separated (default: all five; capacity runs only when named)")
+    parser.add_argument("--only", default="intake,invocation,processing,latency,journey,tracing",
+                        help="phases to run, comma-separated (default: all six; capacity runs only when named)")
     parser.add_argument("--capacity-customers", default="50,1000,10000",
                         help="capacity phase: customer counts, each searched on its own (default 50,1000,10000)")
     parser.add_argument("--capacity-start", type=float, default=20.0,
@@ -1055,12 +1134,17 @@ def main() -> int:
                         help="orders queued and processed per stack in the tracing phase (default 3000, quick 1000)")
     parser.add_argument("--processing-orders", type=int,
                         help="orders queued for the processing phase (default 10000, quick 3000)")
+    parser.add_argument("--journey-rates", default="25,50",
+                        help="journey phase: offered orders/s, each order followed on its socket (default 25,50)")
+    parser.add_argument("--journey-customers", type=int, default=1000,
+                        help="journey phase: customers picked at random (default 1000)")
     parser.add_argument("--keep-data", action="store_true", help="keep the run's folder (logs, SQLite, broker store)")
     # child roles
     parser.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-otlp-sink", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--send-at-rate", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--follow-seconds", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
     parser.add_argument("--invocation-costs", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -1080,7 +1164,7 @@ def main() -> int:
     if options.send_at_rate:
         asyncio.run(send_at_rate(options.port, options.send_at_rate, options.rate_duration, options.warmup,
                                  options.customers, connections=32, token=options.token, arrivals=options.arrivals,
-                                 pick=options.pick))
+                                 pick=options.pick, follow_seconds=options.follow_seconds))
         return 0
 
     options.duration = options.duration or (3.0 if options.quick else 10.0)
@@ -1138,6 +1222,12 @@ def main() -> int:
                 with running(Bench(options, data_dir / f"capacity-{customers}")) as bench:
                     bench.restart_host(None)
                     report.capacity.append(bench.capacity(customers, options.capacity_start))
+        if "journey" in phases:
+            # A stack of its own with one WebSocket service instance; one host runs every function.
+            with running(Bench(options, data_dir / "journey", websockets=1)) as bench:
+                bench.restart_host(None)
+                for rate in (float(r) for r in options.journey_rates.split(",") if r.strip()):
+                    report.journey.append(bench.journey(rate, options.journey_customers))
         if "tracing" in phases:
             report.tracing = measure_tracing(options, script, data_dir / "tracing")
     except KeyboardInterrupt:
