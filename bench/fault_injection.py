@@ -10,7 +10,9 @@ orders are followed over a WebSocket that reconnects, to any instance, whenever 
 Every ``--interval`` seconds one component is killed with SIGKILL and started again two seconds later, in
 turn: the Functions host, the broker, each WebSocket instance, Redis, and with ``--store postgres`` the
 PostgreSQL server holding the orders (SQLite, the default, is a file inside the host's process); then the
-host is restarted gracefully. When the load ends, every accepted order is awaited and the invariants are checked:
+host is restarted gracefully. The load lasts ``--seconds``, or longer until each fault has come once (a
+restart takes longer on a slower machine). When the load ends, every accepted order is awaited and the
+invariants are checked:
 
 - every order answered 202 reaches a terminal status;
 - one row per accepted correlationId, and no row the client was not told about except where a plain
@@ -62,6 +64,7 @@ class Books:
     retries: int = 0
     followed: dict[str, list[str]] = field(default_factory=dict)  # correlationId → statuses received
     faults: list[str] = field(default_factory=list)
+    load_seconds: float = 0.0  # how long orders were placed: --seconds, or longer until every fault came once
 
 
 async def place(client: httpx.AsyncClient, books: Books, number: int, customers: int, keyed: bool,
@@ -119,7 +122,9 @@ async def follow(books: Books, cid: str, token: str, ws_urls: list[str], until: 
             await asyncio.sleep(0.5)
 
 
-async def drive(stack, books: Books, options: argparse.Namespace) -> list[asyncio.Task]:
+async def drive(stack, books: Books, options: argparse.Namespace, every_fault: threading.Event) -> list[asyncio.Task]:
+    """Place orders for ``--seconds``, and on until ``every_fault`` is set: each fault then happens under load,
+    however long a restart takes on this machine."""
     from local_servers.orders_api import BackendAndOperatorAuth
 
     ws_urls = [stack.ws_url(i) for i in range(len(stack.websockets))]
@@ -130,15 +135,17 @@ async def drive(stack, books: Books, options: argparse.Namespace) -> list[asynci
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=15, auth=BackendAndOperatorAuth(stack.identity_url),
                                  limits=httpx.Limits(max_connections=64)) as client:
         number = 0
-        while (now := time.monotonic()) < end:
+        while (now := time.monotonic()) < end or not every_fault.is_set():
             due = started + number / options.rate
             # Always yield: a sender behind schedule must still let the requests it created run.
             await asyncio.sleep(max(0.0, due - now))
+            load_end = max(end, now)
             tasks.append(asyncio.create_task(place(client, books, number, options.customers, number % 2 == 0,
-                                                   deadline=end + 90)))
+                                                   deadline=load_end + 90)))
             number += 1
             if number % options.follow_every == 0:
-                followers.append(asyncio.create_task(follow_latest(books, ws_urls, end + 120, client)))
+                followers.append(asyncio.create_task(follow_latest(books, ws_urls, load_end + 120, client)))
+        books.load_seconds = time.monotonic() - started
         await asyncio.gather(*tasks)
     return followers
 
@@ -179,7 +186,10 @@ def kill_postgres(cluster) -> None:
     cluster.start()
 
 
-def inject_faults(stack, books: Books, options: argparse.Namespace, stop: threading.Event, cluster=None) -> None:
+def inject_faults(stack, books: Books, options: argparse.Namespace, stop: threading.Event,
+                  every_fault: threading.Event, cluster=None) -> None:
+    """One fault every ``--interval`` seconds, in turn, until ``stop``; ``every_fault`` is set once each has
+    been injected."""
     import signal
 
     faults = ["host", "broker", *[f"ws-{i}" for i in range(len(stack.websockets))], "redis",
@@ -213,6 +223,8 @@ def inject_faults(stack, books: Books, options: argparse.Namespace, stop: thread
             stack.redis.start()
         elif fault == "postgres":
             kill_postgres(cluster)
+        if turn == len(faults):
+            every_fault.set()
 
 
 def check(stack, books: Books, stock_before: dict[str, int], database) -> list[tuple[str, bool, str]]:
@@ -310,14 +322,14 @@ def run_suite(options: argparse.Namespace, cluster) -> int:
             connection.exec_driver_sql("UPDATE products SET stock = 1000000")
         stock_before = {sku: database.stock(sku) for sku in SKUS}
         database.engine.dispose()  # no pooled connection of the checker's outlives a killed server
-        stop = threading.Event()
+        stop, every_fault = threading.Event(), threading.Event()
         note(f"load: {options.rate:.0f} orders/s over {options.customers} customers for {options.seconds:.0f}s, "
              f"a fault every {options.interval:.0f}s")
         failures: list[BaseException] = []
 
         async def run() -> None:
             try:
-                followers = await drive(stack, books, options)
+                followers = await drive(stack, books, options, every_fault)
                 stop.set()
                 await asyncio.gather(*followers)
             except BaseException as error:
@@ -330,7 +342,7 @@ def run_suite(options: argparse.Namespace, cluster) -> int:
         # restarts die with the thread that started them (PR_SET_PDEATHSIG is per thread).
         load = threading.Thread(target=lambda: asyncio.run(run()), daemon=True, name="load")
         load.start()
-        inject_faults(stack, books, options, stop, cluster)
+        inject_faults(stack, books, options, stop, every_fault, cluster)
         load.join()
         if failures:
             raise failures[0]
@@ -339,8 +351,8 @@ def run_suite(options: argparse.Namespace, cluster) -> int:
     finally:
         database.close()
         stack.stop()
-    print(f"\nmachine: {machine()}; store: {options.store}; {options.seconds:.0f}s at {options.rate:.0f} orders/s, faults: "
-          f"{', '.join(books.faults) or 'none'}")
+    print(f"\nmachine: {machine()}; store: {options.store}; {books.load_seconds:.0f}s at {options.rate:.0f} orders/s, "
+          f"faults: {', '.join(books.faults) or 'none'}")
     for name, held, detail in results:
         print(f"{'HELD  ' if held else 'BROKEN'} {name}: {detail}")
     return 0 if all(held for _, held, _ in results) else 1
