@@ -68,7 +68,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cpu_breakdown import COMPONENTS, Sampler
-from bench.journey import JourneyResult
+from bench.journey import JourneyResult, follow, summarize
 from bench.measure import ROOT, cpu_seconds, load_average, machine, note, percentile
 from local_servers.ports import popen_listening, wait_for_http
 from service_platform.inherited_socket import inherited_listener
@@ -207,7 +207,6 @@ async def send_at_rate(port: int, rate: float, duration: float, warmup: float, c
 
     ``follow_seconds``: each accepted order is also followed on its own socket with the 202's ``notifyUrl``
     (``bench.journey.follow``), for at most that long after the last order was due."""
-    from bench.journey import follow
     warmup_orders = round(rate * warmup)
     total = warmup_orders + round(rate * duration)
     rng = random.Random(20261201)  # the same load in every run
@@ -612,6 +611,12 @@ class Bench:
         assert self.stack.broker is not None and self.stack.broker.process is not None
         return self.stack.broker.process.pid
 
+    @property
+    def websocket_pid(self) -> int:
+        process = self.stack.websockets[0].process
+        assert process is not None
+        return process.pid
+
     def sql(self, statement: str, **params: Any) -> list[Any]:
         from sqlalchemy import text
 
@@ -630,6 +635,10 @@ class Bench:
         deadline = time.monotonic() + timeout
         while self.queued() and time.monotonic() < deadline:
             time.sleep(0.5)
+
+    def last_order_id(self) -> int:
+        """The highest order id so far: a pass counts the rows written after it."""
+        return int(self.sql("SELECT coalesce(max(order_id), 0) FROM orders")[0][0])
 
     def order_count(self) -> int:
         return int(self.sql("SELECT count(*) FROM orders")[0][0])
@@ -728,7 +737,7 @@ class Bench:
         """``sample``: py-spy samples the host (see ``run_wrk``: not the run whose rate is reported)."""
         expected = self.queued()
         already = self.order_count()
-        last_id = int(self.sql("SELECT coalesce(max(order_id), 0) FROM orders")[0][0])
+        last_id = self.last_order_id()
         note(f"processing: {expected} queued orders, one host running {', '.join(PROCESSING_FUNCTIONS)} ...")
         self.restart_host(PROCESSING_FUNCTIONS)
         sampler = Sampler(self.host_pid)
@@ -812,7 +821,7 @@ class Bench:
         sampler = Sampler(self.host_pid)
         if sample:
             sampler.start()
-        last_id = int(self.sql("SELECT coalesce(max(order_id), 0) FROM orders")[0][0])
+        last_id = self.last_order_id()
         note(f"latency: {rate:.0f} orders/s for {self.options.warmup:.0f}s (warm-up) + "
              f"{self.options.rate_duration:.0f}s over {customers} customers ...")
         cpu_before = cpu_seconds(self.host_pid)
@@ -875,9 +884,7 @@ class Bench:
     def journey(self, rate: float, customers: int) -> JourneyResult:
         """Orders at ``rate`` (Poisson arrivals, customers picked at random), each followed on its own socket
         until its terminal status arrives; the rows' commit times from the same pass are the reference."""
-        from bench.journey import summarize
-
-        last_id = int(self.sql("SELECT coalesce(max(order_id), 0) FROM orders")[0][0])
+        last_id = self.last_order_id()
         note(f"journey: {rate:.0f} orders/s for {self.options.warmup:.0f}s (warm-up) + "
              f"{self.options.rate_duration:.0f}s over {customers:,} random customers, each followed on its socket ...")
         pids = {"host": self.host_pid, "broker": self.broker_pid, "websocket": self.websocket_pid}
@@ -893,12 +900,6 @@ class Bench:
             cpu[name] / orders * 1e6 for name in ("host", "broker", "websocket"))
         self.wait_until_drained()
         return result
-
-    @property
-    def websocket_pid(self) -> int:
-        process = self.stack.websockets[0].process
-        assert process is not None
-        return process.pid
 
     def new_orders(self, after_id: int) -> int:
         return int(self.sql("SELECT count(*) FROM orders WHERE order_id > :after", after=after_id)[0][0])
