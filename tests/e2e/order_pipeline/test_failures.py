@@ -31,13 +31,29 @@ async def _submit_many(stack: LocalStack, count: int, customers: int) -> list[st
     return [r.json()["correlationId"] for r in responses]
 
 
+INTAKE_ONLY = ["submit_order", "get_order_status", "list_products", "health", "readiness"]
+
+
+def _wait_for_orders(database: OrdersDatabase, at_least: int, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while (count := int(database.scalar("SELECT count(*) FROM orders"))) < at_least:
+        assert time.monotonic() < deadline, f"only {count} orders were processed in {timeout:.0f}s"
+        time.sleep(0.01)
+    return count
+
+
 def test_kill_9_of_the_host_with_200_orders_in_flight_loses_and_repeats_nothing(tmp_path: Path) -> None:
-    stack = _stack(tmp_path)
+    # All 200 are queued by an intake-only host first, so that the kill comes while processing is under
+    # way however fast or slow intake is on this machine.
+    stack = _stack(tmp_path, host_functions=INTAKE_ONLY)
     try:
         database = OrdersDatabase.sqlite(stack.data_dir / "orders.db")
         stock_before = database.stock("SKU-3")
         accepted = asyncio.run(_submit_many(stack, 200, customers=20))
+        stack.host.stop()
+        stack.start_host(functions=[])  # all functions, processing included
 
+        _wait_for_orders(database, at_least=10)
         stack.host.kill()  # SIGKILL while most orders are still queued or half-processed
         processed_before_kill = int(database.scalar("SELECT count(*) FROM orders"))
         stack.start_host()
@@ -56,7 +72,7 @@ def test_kill_9_of_the_host_with_200_orders_in_flight_loses_and_repeats_nothing(
 
 
 def test_status_is_accepted_before_processing_and_the_order_is_processed_once_it_runs(tmp_path: Path) -> None:
-    stack = _stack(tmp_path, host_functions=["submit_order", "get_order_status", "list_products", "health", "readiness"])
+    stack = _stack(tmp_path, host_functions=INTAKE_ONLY)
     try:
         with httpx.Client(base_url=stack.api_url, timeout=30, auth=BackendAndOperatorAuth(stack.identity_url)) as api:
             correlation_id = api.post("/orders", json=order_body("c-later")).json()["correlationId"]
