@@ -35,6 +35,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -355,7 +356,11 @@ def run_suite(options: argparse.Namespace, cluster) -> int:
           f"faults: {', '.join(books.faults) or 'none'}")
     for name, held, detail in results:
         print(f"{'HELD  ' if held else 'BROKEN'} {name}: {detail}")
-    return 0 if all(held for _, held, _ in results) else 1
+    if all(held for _, held, _ in results):
+        shutil.rmtree(data_dir, ignore_errors=True)
+        return 0
+    print(f"\nthe logs of every component are kept in {data_dir / 'logs'}")
+    return 1
 
 
 if __name__ == "__main__":
