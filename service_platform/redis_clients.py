@@ -18,14 +18,22 @@ def entra_credential_provider() -> Any:
     return create_from_default_azure_credential((REDIS_SCOPE,))
 
 
+# Connections per client. Past them a command waits (up to its timeout) for one to come free: redis-py's
+# plain pool raises MaxConnectionsError at once instead (its default is 100 since redis-py 8), which under a
+# burst of concurrent commands looked like a Redis outage.
+MAX_CONNECTIONS = 100
+
+
 def redis_client(url: str, *, entra_auth: bool = False, timeout_seconds: float = 0.5,
-                 connect_timeout_seconds: float | None = None, blocking: bool = False, **options: Any) -> Any:
+                 connect_timeout_seconds: float | None = None, blocking: bool = False,
+                 max_connections: int = MAX_CONNECTIONS, **options: Any) -> Any:
     """A ``redis.asyncio.Redis`` on ``url`` (``redis.Redis`` with ``blocking=True``, for synchronous code);
-    nothing connects before the first command."""
+    nothing connects before the first command. At most ``max_connections`` at once; a command beyond them
+    waits up to ``timeout_seconds`` for a free one, then fails with ``ConnectionError``."""
     if blocking:
-        from redis import Redis
+        from redis import BlockingConnectionPool, Redis
     else:
-        from redis.asyncio import Redis  # type: ignore[assignment]
+        from redis.asyncio import BlockingConnectionPool, Redis  # type: ignore[assignment]
 
     settings: dict[str, Any] = {
         "socket_timeout": timeout_seconds,
@@ -35,4 +43,5 @@ def redis_client(url: str, *, entra_auth: bool = False, timeout_seconds: float =
     }
     if entra_auth:
         settings["credential_provider"] = entra_credential_provider()
-    return Redis.from_url(url, **settings)
+    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout_seconds, **settings)
+    return Redis.from_pool(pool)
