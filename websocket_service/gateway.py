@@ -93,15 +93,47 @@ class SocketSession:
     frame is queued, and ends when the outbox is empty.
     """
 
-    __slots__ = ("_closing", "_gateway", "_writer", "connection", "outbox", "subscriptions")
+    __slots__ = ("_closing", "_gateway", "_subscribing", "_writer", "connection", "outbox", "subscriptions")
 
     def __init__(self, connection: ServerConnection, gateway: SocketGateway) -> None:
         self.connection = connection
         self.subscriptions = SocketSubscriptions(gateway.max_subscriptions)
         self.outbox = Outbox(gateway.send_queue_limit)
         self._writer: asyncio.Task[None] | None = None
+        self._subscribing: set[asyncio.Task[None]] = set()
         self._closing = False
         self._gateway = gateway
+
+    def subscribe(self, notifier: StatusNotifier, correlation_id: str) -> None:
+        """Follow an order without waiting for its current status to be read.
+
+        The read goes to the status API and can take seconds when that API is slow; meanwhile this socket
+        must still be read, or the client's pongs wait behind its next frames and a healthy client is closed
+        for a missed heartbeat (1011). A refusal (``FrameError``) comes back as an error frame.
+        """
+        task = asyncio.eager_task_factory(asyncio.get_running_loop(), notifier.subscribe(self, correlation_id))
+        if task.done():
+            self._subscribed(task)
+            return
+        self._subscribing.add(task)
+        task.add_done_callback(self._subscribed)
+
+    def _subscribed(self, task: asyncio.Task[None]) -> None:
+        self._subscribing.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, FrameError):
+            self.send_error(str(exc))
+        elif exc is not None:
+            log.error("subscribing failed", exc_info=exc,
+                      extra={"correlationId": next(iter(self.subscriptions.ids), None)})
+
+    async def stop_subscribing(self) -> None:
+        for task in list(self._subscribing):
+            task.cancel()
+        if self._subscribing:
+            await asyncio.gather(*self._subscribing, return_exceptions=True)
 
     def deliver(self, event: StatusEvent) -> None:
         if self.subscriptions.admit(event):
@@ -268,7 +300,7 @@ class SocketGateway:
         session = SocketSession(connection, self)
         self.sessions.add(session)
         try:
-            await self.notifier.subscribe(session, correlation_id)
+            session.subscribe(self.notifier, correlation_id)
             idle_since: float | None = None
             window_start, frames_in_window = time.monotonic(), 0
             while True:
@@ -301,7 +333,7 @@ class SocketGateway:
                             self.notify_tokens.verify(command.token, command.correlation_id)
                         except InvalidNotifyToken as exc:
                             raise FrameError(f"subscription refused: {exc}") from None
-                        await self.notifier.subscribe(session, command.correlation_id)
+                        session.subscribe(self.notifier, command.correlation_id)
                     else:
                         await self.notifier.unsubscribe(session, command.correlation_id)
                 except FrameError as exc:
@@ -311,6 +343,7 @@ class SocketGateway:
         finally:
             self.sessions.discard(session)
             session.stop()
+            await session.stop_subscribing()
             await self.notifier.disconnect(session)
 
     def overflowed(self, session: SocketSession) -> None:

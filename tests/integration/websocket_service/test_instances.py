@@ -45,15 +45,18 @@ QUEUE = "order-status"
 
 
 class CannedStatusApi:
-    """A real HTTP server answering ``GET /api/orders/{id}`` from ``statuses`` (404 for unknown ids)."""
+    """A real HTTP server answering ``GET /api/orders/{id}`` from ``statuses`` (404 for unknown ids), after
+    ``delays[id]`` seconds for the ids given one."""
 
     def __init__(self) -> None:
         self.statuses: dict[str, dict] = {}
+        self.delays: dict[str, float] = {}
         api = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 cid = self.path.removeprefix("/api/orders/")
+                time.sleep(api.delays.get(cid, 0))
                 found = api.statuses.get(cid)
                 body = json.dumps(found if found else {"title": "not found", "status": 404}).encode()
                 self.send_response(200 if found else 404)
@@ -422,6 +425,31 @@ async def test_heartbeat_drops_a_peer_that_stopped_answering(launch) -> None:
             assert time.monotonic() < deadline, "a silent peer was never dropped"
             await asyncio.sleep(0.1)
     raw.close()
+
+
+async def test_a_slow_status_read_holds_up_neither_the_sockets_other_orders_nor_its_heartbeat(
+        launch, status_api) -> None:
+    """A subscription's current status comes from the status API. While one read is slow, the socket is
+    still read: its other subscriptions get their status at once, and its pongs (which would otherwise wait
+    behind its next frames) keep a healthy client from being closed for a missed heartbeat."""
+    a = launch("a", consume=False, WS_HEARTBEAT_SECONDS="0.5", WS_STATUS_API_TIMEOUT_SECONDS="10")
+    first, slow, others = new_id(), new_id(), [new_id() for _ in range(20)]
+    status_api.set(slow, "Completed", orderId=3)
+    status_api.delays[slow] = 4.0
+    for cid in others:
+        status_api.set(cid, "Accepted")
+    ws = await follow(a, first, ping_interval=None)
+    started = time.monotonic()
+    for cid in [slow, *others]:
+        await ws.send(json.dumps({"action": "subscribe", "correlationId": cid, "token": token(cid)}))
+    got = [await next_frame(ws) for _ in others]
+    assert {f["correlationId"] for f in got} == set(others) and {f["status"] for f in got} == {"Accepted"}
+    assert time.monotonic() - started < 3.0, "the other orders waited for the slow read"
+    final = await next_frame(ws, timeout=10)
+    assert (final["correlationId"], final["status"]) == (slow, "Completed")
+    await assert_silent(ws, 1.5)  # several heartbeats later the socket is still open
+    assert ws.close_code is None
+    await ws.close()
 
 
 async def test_upgrades_elsewhere_than_ws_are_refused(launch) -> None:
