@@ -407,31 +407,22 @@ async def publish_fast(target: Target, events: list[dict], batch: int) -> float:
     return started
 
 
-async def publish_paced(target: Target, events: list[dict], batch: int, rate: float) -> None:
-    interval = batch / rate
-    async with Publisher(target) as pub:
-        next_at = time.monotonic()
-        for i in range(0, len(events), batch):
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await pub.send(events[i:i + batch])
-            next_at += interval
-
-
-async def publish_open_loop(target: Target, events: list[dict], batch: int, rate: float) -> float:
-    """Each batch is written when it is due, whether or not the service has answered the ones before; the
-    answers are read as they come. Returns when the last batch was written (monotonic)."""
+async def publish_paced(target: Target, events: list[dict], batch: int, rate: float, *,
+                        pipelined: bool = False) -> float:
+    """One batch every ``batch / rate`` seconds. Each batch waits for the answer to the one before, unless
+    ``pipelined``: then each is written when it is due, whether or not the service has answered the ones
+    before, and the answers are read as they come (open loop). Returns when the last batch was written
+    (monotonic)."""
     interval = batch / rate
     batches = [events[i:i + batch] for i in range(0, len(events), batch)]
     async with Publisher(target) as pub:
-        answers = None if pub.ws is not None else asyncio.create_task(read_answers(pub, len(batches)))
+        answers = asyncio.create_task(read_answers(pub, len(batches))) if pipelined and pub.ws is None else None
         next_at = time.monotonic()
         for part in batches:
             delay = next_at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await pub.write(part)
+            await (pub.write(part) if pipelined else pub.send(part))
             next_at += interval
         written = time.monotonic()
         if answers is not None:
@@ -450,7 +441,7 @@ async def publish_overload(target: Target, events: list[dict], batch: int, rate:
     the first batch to the last one written."""
     started = time.monotonic()
     share = [events[i::publishers] for i in range(publishers)]
-    written = await asyncio.gather(*(publish_open_loop(target, part, batch, rate / publishers)
+    written = await asyncio.gather(*(publish_paced(target, part, batch, rate / publishers, pipelined=True)
                                      for part in share if part))
     return max(written) - started
 
