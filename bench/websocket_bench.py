@@ -291,11 +291,14 @@ def open_clients(target: Target, total: int, processes: int, orders: int) -> tup
     per = [total // processes + (1 if i < total % processes else 0) for i in range(processes)]
     clients = [spawn("-m", "bench.websocket_bench", "--role", "client", "--url", target.ws_url, "--count", str(n), "--orders", str(orders))
                for n in per]
-    opened, ids = 0, []
+    opened, failed, ids = 0, 0, []
     for proc in clients:
         report = json.loads(wait_line(proc))
         opened += report["opened"]
+        failed += report["failed"]
         ids.append([cid for sock in report["ids"] for cid in sock])
+    if failed:
+        print(f"  {target.name}: {failed} of {total} sockets could not be opened", flush=True)
     return clients, opened, ids
 
 
@@ -322,6 +325,22 @@ def measure_idle(target: Target, sockets: int, processes: int) -> None:
     target.results |= {"sockets": opened, "fds": held, "kib_per_socket": (after - before) / max(opened, 1),
                        "connect_s": took}
     close_clients(clients)
+    wait_sockets_closed(target)
+
+
+def wait_sockets_closed(target: Target, timeout: float = 60) -> None:
+    """Until the service has seen every idle socket go: the next phase must not meet its connection limit."""
+    if not target.status_url:
+        time.sleep(1)  # the bare server has no health endpoint and no limit
+        return
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.get(f"http://127.0.0.1:{target.port}/healthz").json()["sockets"] == 0:
+            return
+        time.sleep(0.2)
+    print(f"  {target.name}: sockets still open {timeout:.0f}s after their clients closed them", flush=True)
 
 
 class Publisher:

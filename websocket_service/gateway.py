@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from opentelemetry.trace import Span
-from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
@@ -152,9 +152,27 @@ class SocketSession:
             self._gateway.overflowed(self)
             return
         if self._writer is None:
+            if self._write_now():
+                return
             self._writer = asyncio.eager_task_factory(asyncio.get_running_loop(), self._drain())
             if self._writer.done():
                 self._writer = None
+
+    def _write_now(self) -> bool:
+        """Write the one queued frame straight to the transport when nothing can hold it up.
+
+        That is the common case (an open socket whose client keeps up), and it costs a fraction of a writer
+        task's ``send``. A socket that is closing, or whose transport has stopped accepting writes (a client
+        that does not read), goes through the writer task, which waits for it and counts toward overflow.
+        """
+        connection = self.connection
+        if (len(self.outbox) != 1 or connection.paused or connection.protocol.state is not OPEN
+                or connection.send_in_progress is not None):
+            return False
+        frame, push = self.outbox.take()  # type: ignore[misc]
+        broadcast((connection,), frame)
+        telemetry.pushed(push)
+        return True
 
     async def _drain(self) -> None:
         push = None
