@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from service_platform.azure_identity import close_process_credential
+from service_platform.heap import freeze_long_lived_objects
 from service_platform.inherited_socket import inherited_listener
 from service_platform.telemetry import TelemetrySettings, configure_telemetry
 from service_platform.telemetry import configured as configured_telemetry
@@ -249,6 +250,9 @@ class FunctionsHost:
             await listener.start()
         self.state = "Running"
         self._announce()
+        # The host, the worker library and the indexed app live as long as the process: out of the way of
+        # every full garbage collection from now on (service_platform.heap says why).
+        freeze_long_lived_objects("local Functions host started")
 
         stop_wait = asyncio.create_task(self._stop_requested.wait())
         await asyncio.wait({stop_wait, server_task}, return_when=asyncio.FIRST_COMPLETED)

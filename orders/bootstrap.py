@@ -35,6 +35,7 @@ from orders.service_layer.handlers import Accepted, IntakeOptions
 from orders.validation import parse_order_message
 from orders.settings import OrderSettings
 from service_platform.access_tokens import AccessTokenValidator
+from service_platform.heap import freeze_long_lived_objects
 from service_platform.notify_tokens import NotifyTokenSigner
 from service_platform.redis_clients import redis_client
 from service_platform.servicebus_clients import ServiceBusClientFactory
@@ -172,4 +173,6 @@ def order_service() -> OrderService:
             if _service is None:
                 configure_telemetry("orders-functions")
                 _service = build_order_service(OrderSettings())
+                # The service and its clients live as long as the worker: out of every full collection's way.
+                freeze_long_lived_objects("order service built")
     return _service

@@ -12,6 +12,7 @@ import httpx
 
 from service_platform.azure_identity import close_process_credential
 from service_platform.api_tokens import BearerAuth, ClientCredentialsTokens, WorkloadIdentityTokens
+from service_platform.heap import freeze_long_lived_objects
 from service_platform.notify_tokens import NotifyTokenVerifier
 from websocket_service.forwarder import HttpEventForwarder
 from websocket_service.gateway import SocketGateway, SocketLimits
@@ -48,6 +49,9 @@ class Services:
         else:
             log.warning("no ServiceBusConnection configured: status events are not consumed by this instance")
         self._tasks.append(loop.create_task(self._refresh_registrations()))
+        # What the instance keeps for its lifetime (clients, the app, the libraries) is out of the way of every
+        # full garbage collection; sockets and events come and go as before (service_platform.heap says why).
+        freeze_long_lived_objects("WebSocket service started")
         log.info("started", extra={"instanceId": self.settings.instance_id,
                                     "internalUrl": self.settings.advertised_internal_url})
 
