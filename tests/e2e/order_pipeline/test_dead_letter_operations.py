@@ -24,6 +24,7 @@ from local_identity.client import development_token
 from local_servers.orders_api import BackendAndOperatorAuth, OrdersDatabase, order_body, wait_for_final_status
 from local_servers.postgres_cluster import PostgresCluster
 from local_stack.stack import ROOT, LocalStack, StackPorts
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -42,13 +43,6 @@ def admin(stack: LocalStack, *args: str, timeout: float = 120) -> subprocess.Com
 def dead_lettered(stack: LocalStack) -> int:
     with urllib.request.urlopen(stack.broker_status_url, timeout=5) as answer:
         return int(json.load(answer)["orders"]["deadLettered"])
-
-
-def wait_until(condition, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout:.0f}s"
-        time.sleep(0.1)
 
 
 def frames_until_terminal(socket, correlation_id: str, timeout: float = 60.0) -> list[dict]:
@@ -92,7 +86,7 @@ def test_an_order_failed_by_an_outage_is_replayed_once_and_its_follower_sees_it_
                 accepted = api.post("/orders", json=order_body("c-outage", ("SKU-3", 2))).json()
                 cid = accepted["correlationId"]
                 socket = sockets.enter_context(connect(accepted["notifyUrl"]))  # follows it from the handshake on
-                wait_until(lambda: dead_lettered(stack) >= 1, "the order's dead-lettering")
+                wait_until(lambda: dead_lettered(stack) >= 1, "the order's dead-lettering", timeout=60)
                 time.sleep(1.0)  # the dead-letter handler meets the outage too: nothing may be lost meanwhile
             finally:
                 postgres_cluster.start()
@@ -235,7 +229,7 @@ def test_a_discard_is_audited_and_a_completed_order_is_never_replayed(stack: Loc
     finally:
         stack.start_host()
     wait_until(lambda: len(json.loads(admin(stack, "list", "--correlation-id", done, "--json").stdout)) == 1,
-               "keeping the late copy")
+               "keeping the late copy", timeout=60)
 
     refused = admin(stack, "replay", str(kept_for(stack, done)["id"]), "--why", "retry")
     assert refused.returncode == 1 and f"order {done} is Completed: only a Failed order is replayed" in refused.stderr

@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 from localbus.embedded import RunningBroker, running_broker
 from tests.local_host_apps.harness import HostProcess, copy_app
+from tests.waiting import wait_until
 
 LOCK_SECONDS = 4
 QUEUES = {"queues": [
@@ -56,16 +57,6 @@ def read(records: Path, function: str, prefix: str) -> list[dict[str, Any]]:
     path = records / f"{function}.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     return [row for row in rows if row["message_id"].startswith(prefix)]
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_function_timeout_fails_the_invocation_abandons_its_message_and_restarts_the_worker(

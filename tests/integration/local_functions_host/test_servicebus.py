@@ -23,6 +23,7 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from localbus.embedded import RunningBroker, broker_process, running_broker
 from local_functions_host.binding_data import SINGLE_MESSAGE_NAMES
 from tests.local_host_apps.harness import HostProcess, copy_app
+from tests.waiting import wait_until
 
 LOCK_SECONDS = 4  # short, so that tests about locks are quick, but above the renewer's 1 s polling
 QUEUES = {
@@ -113,16 +114,6 @@ def records(record_dir: Path) -> Records:
 def message(action: str, message_id: str, *, session_id: str | None = None, **kwargs: Any) -> ServiceBusMessage:
     body = {"action": action, **({"seconds": kwargs.pop("seconds")} if "seconds" in kwargs else {})}
     return ServiceBusMessage(json.dumps(body), message_id=message_id, session_id=session_id, **kwargs)
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def unique(prefix: str) -> str:

@@ -28,6 +28,7 @@ from local_servers.ports import free_port, popen_listening, wait_for_http
 from local_servers.redis_server import RedisServer
 from websocket_service.core import Disposition, StatusEvent
 from websocket_service.servicebus_consumer import ServiceBusStatusConsumer
+from tests.waiting import wait_until_async as wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 QUEUE = "order-status"
@@ -45,14 +46,6 @@ async def send(connection_string: str, *messages: ServiceBusMessage) -> None:
     async with ServiceBusClient.from_connection_string(connection_string) as client:
         async with client.get_queue_sender(QUEUE) as sender:
             await sender.send_messages(list(messages))
-
-
-async def wait_until(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def test_consumer_routes_completes_abandons_and_dead_letters() -> None:
