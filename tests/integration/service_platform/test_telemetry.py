@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,8 +45,10 @@ print(json.dumps({{"exporters": telemetry.exporters, "properties": properties}})
 
 def run(code: str, **env: str) -> dict:
     clean = {key: value for key, value in os.environ.items() if key not in TELEMETRY_VARIABLES}
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**clean, **env}, capture_output=True,
-                            text=True, timeout=60)
+    # Azure Monitor's exporter keeps unsent telemetry under the temporary directory: a private one per case.
+    with tempfile.TemporaryDirectory() as temporary:
+        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**clean, "TMPDIR": temporary, **env},
+                                capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
