@@ -3,8 +3,8 @@
 CPython's full collection walks every container object the process holds. A service holds some 150,000 of
 them before it handles anything (the Service Bus SDK, pydantic, OpenTelemetry, the worker library, the
 app), and on 2 cores a full collection of those took 75-120 ms. Under load it runs every few seconds, and
-every request or message waiting meanwhile waits those milliseconds too: the intake's POST→202 p99 at half
-its capacity was 165 ms with them (docs/benchmarks.md). Objects that live as long as the process never
+every request or message waiting meanwhile waits those milliseconds too (docs/benchmarks.md has the
+figures: with the freeze a full collection takes 2-4 ms, and the intake's p99 under load fell). Objects that live as long as the process never
 become garbage, so :func:`freeze_long_lived_objects` moves those alive now into the collector's permanent
 generation, which it no longer walks; objects made later are collected as before.
 """
