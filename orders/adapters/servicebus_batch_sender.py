@@ -20,6 +20,13 @@ from azure.servicebus.exceptions import MessageSizeExceededError
 
 log = logging.getLogger(__name__)
 
+# How long the SDK's AMQP transport waits for an incoming frame at a time. Reading and writing share one
+# lock in the SDK, and every 30 s its keep-alive task listens for a frame while holding it: on an idle link
+# every send meanwhile waited the SDK's default 0.2 s (one 200 ms stall of all intake requests every 30 s,
+# docs/benchmarks.md). With a short wait the keep-alive gives the lock back at once; a send waiting for its
+# acknowledgement just listens again.
+SOCKET_TIMEOUT_SECONDS = 0.02
+
 
 @dataclass(frozen=True)
 class Envelope:
@@ -130,7 +137,7 @@ class ServiceBusBatchSender:
     async def _open_sender(self) -> ServiceBusSender:
         if self._sender is None:
             self._client = self._client_factory()
-            self._sender = self._client.get_queue_sender(self._queue)
+            self._sender = self._client.get_queue_sender(self._queue, socket_timeout=SOCKET_TIMEOUT_SECONDS)
             await self._sender.__aenter__()
         return self._sender
 

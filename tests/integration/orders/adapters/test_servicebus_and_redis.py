@@ -17,7 +17,7 @@ from localbus.embedded import RunningBroker, running_broker
 from service_platform.redis_clients import redis_client
 from orders.adapters.redis_accepted_records import RedisAcceptedRecordStore
 from orders.adapters.servicebus_publishers import ServiceBusOrderPublisher, ServiceBusStatusEventPublisher
-from orders.adapters.servicebus_batch_sender import ServiceBusBatchSender
+from orders.adapters.servicebus_batch_sender import SOCKET_TIMEOUT_SECONDS, Envelope, ServiceBusBatchSender
 from orders.domain.errors import TransientError
 from orders.domain.events import OrderStatusChanged
 from orders.domain.model import AcceptedRecord, OrderLine, OrderMessage, OrderOutcome, OrderStatus
@@ -142,3 +142,24 @@ def test_with_redis_down_recording_is_skipped_and_reads_are_transient_errors(red
             await client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_the_sdks_keep_alive_holds_the_link_for_a_moment_only(broker: RunningBroker) -> None:
+    """The SDK reads and writes an AMQP connection under one lock, and every 30 s its keep-alive listens for a
+    frame while holding it, for the transport's socket timeout: with the SDK's default (0.2 s) every send on
+    an idle link waited that long, a 200 ms stall of all intake requests (docs/benchmarks.md). The sender
+    passes its own short timeout, and this checks that it reaches the SDK's AMQP client as pinned; the
+    effect is measured by the pipeline benchmark's intake open-loop row, as tests time nothing."""
+    async def open_and_inspect() -> tuple[float, int]:
+        publisher = ServiceBusBatchSender(lambda: AsyncServiceBusClient.from_connection_string(broker.connection_string),
+                                          "order-status")
+        await publisher.publish(Envelope(b"{}", message_id=str(uuid.uuid4())))
+        handler = publisher._sender._handler  # the SDK's AMQP send client behind the sender
+        timeouts = (handler._socket_timeout, handler._keep_alive_interval)
+        await publisher.close()
+        return timeouts
+
+    socket_timeout, keep_alive = asyncio.run(open_and_inspect())
+
+    assert keep_alive > 0, "the keep-alive still runs (it keeps an idle link open)"
+    assert socket_timeout == SOCKET_TIMEOUT_SECONDS < 0.2
