@@ -150,39 +150,50 @@ def discard_command(api: DeadLetterApi, options: argparse.Namespace, sleep: Call
 def _replay_all(api: DeadLetterApi, selected: list[dict[str, Any]], why: str, rate: float,
                 sleep: Callable[[float], None]) -> int:
     """Start one replay every 1/rate seconds, at most ``IN_FLIGHT`` at a time: the queue and the processor
-    get a steady trickle, never a flood, and a slow answer does not slow the pace below ``rate``."""
+    get a steady trickle, never a flood, and a slow answer does not slow the pace below ``rate`` while
+    fewer than ``IN_FLIGHT`` are under way. When all of them are waiting (the system stalled), the next
+    starts once one answers and the pace goes on from then: replays held up are not sent in a burst."""
     outcomes: Counter[str] = Counter()
     refusals: Counter[str] = Counter()
     stop: list[ApiError] = []
     lock = threading.Lock()
     started = time.monotonic()
 
+    slots = threading.BoundedSemaphore(IN_FLIGHT)
+
     def replay(item: dict[str, Any]) -> None:
-        if stop:
-            return
         try:
-            result = api.replay(item["id"], why)
-        except ApiError as error:
-            with lock:
-                if error.status != 409:
-                    stop.append(error)
-                    return
-                outcomes["refused"] += 1
-                refusals[str(error).split(": ", 1)[-1].split(" (")[0][:120]] += 1
-        else:
-            with lock:
-                outcomes["replayed" if result["started"] else "replayed before"] += 1
-        progress.update(1)
+            if stop:
+                return
+            try:
+                result = api.replay(item["id"], why)
+            except ApiError as error:
+                with lock:
+                    if error.status != 409:
+                        stop.append(error)
+                        return
+                    outcomes["refused"] += 1
+                    refusals[str(error).split(": ", 1)[-1].split(" (")[0][:120]] += 1
+            else:
+                with lock:
+                    outcomes["replayed" if result["started"] else "replayed before"] += 1
+            progress.update(1)
+        finally:
+            slots.release()
 
     with tqdm(total=len(selected), unit="replay", file=sys.stderr, mininterval=0.5,
               desc=f"replaying at {rate:g}/s") as progress, ThreadPoolExecutor(IN_FLIGHT) as pool:
-        for number, item in enumerate(selected):
+        due = started
+        for item in selected:
+            slots.acquire()  # waits while IN_FLIGHT replays are under way
             if stop:
+                slots.release()
                 break
-            due = started + number / rate
+            due = max(due, time.monotonic())  # after a wait for a slot the pace goes on from now
             if (wait := due - time.monotonic()) > 0:
                 sleep(wait)
             pool.submit(replay, item)
+            due += 1 / rate
     if stop:
         done = sum(outcomes.values())
         print(f"stopped after {done} of {len(selected)}: {stop[0]}\nRun the same command again to go on: the "
